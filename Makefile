@@ -1,0 +1,39 @@
+# Works on a fresh machine with only python3 and make: uv is bootstrapped into
+# .tools/ when it is not on PATH, then the locked environment is synced into .venv/.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(PYTHON)
+
+.PHONY: test lint format demo sync bench clean
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet "uv==0.13.8"
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --all-groups
+	touch $@
+
+sync: .venv/.synced
+
+lint: .venv/.synced
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+format: .venv/.synced
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
+
+test: lint
+	.venv/bin/pytest
+
+demo: .venv/.synced
+	.venv/bin/velocity demo
+
+bench: .venv/.synced
+	.venv/bin/python benchmarks/extract_bench.py
+
+clean:
+	rm -rf .venv .tools
