@@ -1,10 +1,21 @@
-"""The ``velocity`` command line: parses arguments and delegates to the library."""
+"""The ``velocity`` command line: parses arguments and delegates to the library.
+
+Expected failures are ``VelocityError``s: printed as one ``Error: ...`` line on stderr, with the
+error's exit code (see ``errors.py``). Nothing here computes anything.
+"""
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
+from typing import Any
 
 import typer
 
 from scrums_velocity import __version__
+from scrums_velocity.errors import ConfigError, VelocityError
 
 app = typer.Typer(
     name="velocity",
@@ -13,6 +24,26 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the library's expected failures into one line and an exit code."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except VelocityError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+    return wrapper
 
 
 def _version(value: bool) -> None:
@@ -28,3 +59,68 @@ def main(
     ),
 ) -> None:
     """Delivery-velocity analytics for the Scrums.com Tasks API."""
+
+
+def _parse_now(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"--now must be an ISO timestamp like 2026-11-23T09:00:00Z; got {value!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        raise ConfigError(f"--now needs a time zone (append Z for UTC); got {value!r}")
+    return parsed
+
+
+@app.command("mock-api")
+@handle_errors
+def mock_api(
+    port: int = typer.Option(8080, help="Port on 127.0.0.1; 0 picks a free one."),
+    tasks: int = typer.Option(20_000, min=1, help="Number of synthetic tasks."),
+    seed: int = typer.Option(7, help="Seed of the data and of the fault sequence."),
+    weeks: int = typer.Option(26, min=2, help="Weeks of history ending at --now."),
+    now: str | None = typer.Option(None, help="End of the data, ISO UTC (default: this minute)."),
+    service_lines: int | None = typer.Option(None, min=1, help="Service lines (default 5-50)."),
+    latency_ms: float = typer.Option(0.0, min=0, help="Added latency per request."),
+    rate_limit: float | None = typer.Option(None, min=0.001, help="Token bucket, requests/s."),
+    burst: int | None = typer.Option(None, min=1, help="Token bucket size (default 1 s worth)."),
+    fault_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of faulty responses."),
+    fault_kinds: str = typer.Option(
+        "500,502,503,hang,drop,truncated,invalid_json", help="Faults to draw from."
+    ),
+    hang_seconds: float = typer.Option(30.0, min=0, help="How long a 'hang' fault stalls."),
+) -> None:
+    """Serve the mock Tasks API with synthetic data on 127.0.0.1."""
+    from scrums_velocity.api_server import Knobs, create_app, generate
+    from scrums_velocity.api_server.serve import run_forever
+
+    try:
+        knobs = Knobs(
+            latency_ms=latency_ms,
+            rate_limit=rate_limit,
+            burst=burst,
+            fault_rate=fault_rate,
+            fault_kinds=tuple(k.strip() for k in fault_kinds.split(",") if k.strip()),
+            hang_seconds=hang_seconds,
+            seed=seed,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    dataset = generate(
+        tasks=tasks, seed=seed, weeks=weeks, now=_parse_now(now), service_lines=service_lines
+    )
+
+    def announce(base_url: str) -> None:
+        typer.echo(f"base_url: {base_url}")
+        typer.echo(f"token: {dataset.admin_token}")
+        typer.echo(f"workspaces: {','.join(w.id for w in dataset.workspaces)}")
+        typer.echo(f"tasks: {dataset.tasks.height}")
+        sys.stdout.flush()
+
+    try:
+        run_forever(create_app(dataset, knobs), port, announce)
+    except OSError as exc:
+        raise ConfigError(str(exc)) from None

@@ -17,6 +17,7 @@ Server extensions (not in the API document, for reconciliation and tests):
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -80,21 +81,40 @@ def _enum_list(value: str | None, name: str, allowed: tuple[str, ...]) -> frozen
     return frozenset(items)
 
 
+_ID_FORMATS = {
+    "workspace_id": (re.compile(r"WS-\d{2}-\d{6}"), "WS-YY-NNNNNN"),
+    "service_line_id": (re.compile(r"LIN-\d{2}-\d{6}"), "LIN-YY-NNNNNN"),
+    "project_id": (re.compile(r"PROJ-\d{2}-\d{6}"), "PROJ-YY-NNNNNN"),
+    "assignee_id": (re.compile(r"(USR|AGT)-\d{2}-\d{6}"), "USR-YY-NNNNNN or AGT-YY-NNNNNN"),
+}
+
+
+def _only_params(request: Request, allowed: set[str]) -> None:
+    unknown = set(request.query_params) - allowed
+    if unknown:
+        raise StoreError(400, "invalid_parameter", f"unknown query parameter {sorted(unknown)[0]}")
+
+
 def _one(request: Request, name: str) -> str | None:
     values = request.query_params.getlist(name)
     if len(values) > 1:
         raise StoreError(400, "invalid_parameter", f"{name} given more than once")
     if values and values[0] == "":
         raise StoreError(400, "invalid_parameter", f"{name} must not be empty")
-    return values[0] if values else None
+    value = values[0] if values else None
+    if value is not None and name in _ID_FORMATS:
+        pattern, shape = _ID_FORMATS[name]
+        if not pattern.fullmatch(value):
+            raise StoreError(
+                400, "invalid_parameter", f"{name} must look like {shape}; got {value!r}"
+            )
+    return value
 
 
 async def list_tasks(request: Request) -> Response:
     store: TaskStore = request.app.state.store
     principal = _principal(request)
-    unknown = set(request.query_params) - _LIST_PARAMS
-    if unknown:
-        raise StoreError(400, "invalid_parameter", f"unknown query parameter {sorted(unknown)[0]}")
+    _only_params(request, _LIST_PARAMS)
     ws = _one(request, "workspace_id")
     lin = _one(request, "service_line_id")
     if ws is None and lin is None:
@@ -154,6 +174,7 @@ def _validation_message(exc: ValidationError) -> str:
 async def create_task(request: Request) -> Response:
     store: TaskStore = request.app.state.store
     principal = _principal(request)
+    _only_params(request, set())
     body = await _json_body(request)
     try:
         payload = TaskCreate.model_validate(body)
@@ -170,6 +191,7 @@ async def create_task(request: Request) -> Response:
 def _get(request: Request) -> tuple[TaskStore, Principal, Any]:
     store: TaskStore = request.app.state.store
     principal = _principal(request)
+    _only_params(request, set())
     task_id = request.path_params["task_id"]
     task = store.by_id.get(task_id)
     if task is None or task.workspace_id not in principal.workspace_ids:
@@ -193,9 +215,6 @@ async def patch_task(request: Request) -> Response:
     fields = payload.model_dump(exclude_unset=True)
     if not fields:
         raise StoreError(400, "validation_error", "body: nothing to update")
-    for name in ("title", "status", "priority"):
-        if name in fields and fields[name] is None:
-            raise StoreError(400, "validation_error", f"{name}: may not be null")
     store.update(task, fields, by=principal.identity)
     return JSONResponse({"data": task.detail()})
 
@@ -203,6 +222,7 @@ async def patch_task(request: Request) -> Response:
 async def delivery_velocity(request: Request) -> Response:
     store: TaskStore = request.app.state.store
     principal = _principal(request)
+    _only_params(request, {"workspace_id", "service_line_id"})
     ws = _one(request, "workspace_id")
     lin = _one(request, "service_line_id")
     rows = []
@@ -233,7 +253,15 @@ async def _store_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 500)
     code = {404: "not_found", 405: "method_not_allowed"}.get(status, "error")
-    return _error(status, code, str(getattr(exc, "detail", "error")))
+    return _error(status, code, str(getattr(exc, "detail", "error")), getattr(exc, "headers", None))
+
+
+async def tasks_collection(request: Request) -> Response:
+    return await (list_tasks if request.method == "GET" else create_task)(request)
+
+
+async def task_item(request: Request) -> Response:
+    return await (get_task if request.method == "GET" else patch_task)(request)
 
 
 def create_app(dataset: Dataset, knobs: Knobs | None = None, *, clock=None) -> Any:
@@ -243,10 +271,8 @@ def create_app(dataset: Dataset, knobs: Knobs | None = None, *, clock=None) -> A
     store = TaskStore(dataset, **({"clock": clock} if clock else {}))
     app = Starlette(
         routes=[
-            Route("/v1/tasks", list_tasks, methods=["GET"]),
-            Route("/v1/tasks", create_task, methods=["POST"]),
-            Route("/v1/tasks/{task_id}", get_task, methods=["GET"]),
-            Route("/v1/tasks/{task_id}", patch_task, methods=["PATCH"]),
+            Route("/v1/tasks", tasks_collection, methods=["GET", "POST"]),
+            Route("/v1/tasks/{task_id}", task_item, methods=["GET", "PATCH"]),
             Route("/_mock/delivery-velocity", delivery_velocity, methods=["GET"]),
             Route("/_mock/stats", stats, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),

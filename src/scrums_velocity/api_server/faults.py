@@ -160,8 +160,13 @@ class OperationalMiddleware:
         body = b"".join(chunks)
         headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
         if fault == "invalid_json":
-            await _respond(send, 200, b"<html>upstream error</html>{", headers=[],
-                           content_type=b"application/json")  # fmt: skip
+            await _respond(
+                send,
+                200,
+                b"<html>upstream error</html>{",
+                headers=[],
+                content_type=b"application/json",
+            )
         elif fault == "truncated":
             cut = body[: max(1, len(body) // 2)]
             await _respond(send, start.get("status", 200), cut, headers=headers, content_type=None)

@@ -96,7 +96,10 @@ def build_openapi() -> dict[str, Any]:
             {"type": "string", "pattern": _PRIORITY_LIST},
         ),
         _param(
-            "cursor", "Opaque cursor from meta.cursor of the previous page.", {"type": "string"}
+            "cursor",
+            "Opaque cursor from meta.cursor of the previous page of the same query; any other "
+            "value is refused with 400 invalid_cursor.",
+            {"type": "string", "minLength": 1},
         ),
         _param(
             "limit",
@@ -126,7 +129,10 @@ def build_openapi() -> dict[str, Any]:
                 "get": {
                     "operationId": "listTasks",
                     "summary": "List tasks for a workspace or service line.",
-                    "description": "Ordered by creation (immutable); pages never skip or repeat.",
+                    "description": (
+                        "workspace_id or service_line_id is required (400 missing_parameter "
+                        "otherwise). Ordered by creation (immutable): pages never skip or repeat."
+                    ),
                     "parameters": list_params,
                     "responses": {
                         "200": _json("TaskList", "a page of tasks"),
@@ -176,7 +182,7 @@ def build_openapi() -> dict[str, Any]:
                     "parameters": list_params[:2],
                     "responses": {
                         "200": _json("VelocityCounters", "counters per LIN"),
-                        **_errors(401),
+                        **_errors(400, 401),
                     },
                 }
             },

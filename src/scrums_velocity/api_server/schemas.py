@@ -14,7 +14,25 @@ _ACTOR = r"^(USR|AGT)-\d{2}-\d{6}$"
 
 
 class TaskCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "description": (
+                "workspace_id or service_line_id is required. service_line_id is required unless "
+                "the workspace setting require_task_service_line is off (400 "
+                "service_line_required); a service line of another workspace is refused (400 "
+                "invalid_service_line)."
+            ),
+            "anyOf": [
+                {
+                    "required": ["service_line_id"],
+                    "properties": {"service_line_id": {"type": "string"}},
+                },
+                {"required": ["workspace_id"], "properties": {"workspace_id": {"type": "string"}}},
+            ],
+        },
+    )
 
     workspace_id: str | None = Field(None, pattern=_ID["ws"])
     service_line_id: str | None = Field(None, pattern=_ID["lin"])
@@ -27,12 +45,25 @@ class TaskCreate(BaseModel):
 
 
 class TaskUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    """Only the fields sent are changed; title, status and priority may not be null."""
 
-    title: str | None = Field(None, min_length=1, max_length=4000)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "minProperties": 1,
+            "description": (
+                "Only the fields sent change. service_line_id must be a service line of the "
+                "task's workspace (400 invalid_service_line) and may be null only where the "
+                "workspace's require_task_service_line setting is off (400 service_line_required)."
+            ),
+        },
+    )
+
+    title: str = Field(None, min_length=1, max_length=4000)  # type: ignore[assignment]
     description: str | None = Field(None, max_length=20000)
-    status: Status | None = None
-    priority: Priority | None = None
+    status: Status = None  # type: ignore[assignment]
+    priority: Priority = None  # type: ignore[assignment]
     assignee_id: str | None = Field(None, pattern=_ACTOR)
     project_id: str | None = Field(None, pattern=_ID["proj"])
     service_line_id: str | None = Field(None, pattern=_ID["lin"])

@@ -80,3 +80,23 @@ def serve_in_thread(app: Any, port: int = 0) -> Iterator[RunningServer]:
         yield running
     finally:
         running.stop()
+
+
+def run_forever(app: Any, port: int, announce) -> None:
+    """Serve ``app`` on 127.0.0.1:``port`` (0 = a free port) until interrupted.
+
+    The socket is bound before ``announce(base_url)`` is called, so the printed URL is live and
+    ``--port 0`` has no race between choosing a port and binding it.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    actual = sock.getsockname()[1]
+    announce(f"http://127.0.0.1:{actual}")
+    server = make_server(app, actual, log_level="warning")
+    server.run(sockets=[sock])

@@ -279,7 +279,7 @@ class TaskStore:
         if lin is not None:
             lin_ws = self.lin_workspace.get(lin)
             if lin_ws is None:
-                raise StoreError(400, "invalid_service_line", f"unknown service_line_id {lin}")
+                raise StoreError(404, "not_found", f"service line {lin} not found")
             if ws_id is not None and ws_id != lin_ws:
                 raise StoreError(
                     400, "invalid_service_line", f"{lin} does not belong to workspace {ws_id}"

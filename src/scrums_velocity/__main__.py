@@ -1,0 +1,3 @@
+from scrums_velocity.cli import app
+
+app(prog_name="velocity")
