@@ -6,16 +6,19 @@ error's exit code (see ``errors.py``). Nothing here computes anything.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from scrums_velocity import __version__
 from scrums_velocity.errors import ConfigError, VelocityError
+from scrums_velocity.observe import setup_logging
 
 app = typer.Typer(
     name="velocity",
@@ -73,6 +76,57 @@ def _parse_now(value: str | None) -> datetime | None:
     if parsed.tzinfo is None:
         raise ConfigError(f"--now needs a time zone (append Z for UTC); got {value!r}")
     return parsed
+
+
+@app.command("extract")
+@handle_errors
+def extract_cmd(
+    api_url: str | None = typer.Option(
+        None, envvar="SCRUMS_API_URL", help="Base URL of the Tasks API [env SCRUMS_API_URL]."
+    ),
+    workspace: list[str] = typer.Option([], "--workspace", "-w", help="WS-* to extract; repeat."),
+    service_line: list[str] = typer.Option([], help="Only these LIN-* (narrows the listing)."),
+    project: list[str] = typer.Option([], help="Only these PROJ-* (narrows the listing)."),
+    data_dir: Path = typer.Option(Path("data"), help="Where the lake lives (<data-dir>/lake)."),
+    full: bool = typer.Option(False, "--full", help="Refetch every task's detail."),
+    concurrency: int = typer.Option(16, min=1, max=256, help="Requests in flight at once."),
+    max_rps: float | None = typer.Option(None, min=0.01, help="Client-side rate limit (req/s)."),
+    timeout: float = typer.Option(15.0, min=0.01, help="Connect/read timeout, seconds."),
+    deadline: float = typer.Option(30.0, min=0.01, help="Whole-request deadline, seconds."),
+    max_attempts: int = typer.Option(6, min=1, help="Attempts per request before failing."),
+    strict: bool = typer.Option(False, "--strict", help="Exit non-zero if any record is rejected."),
+    allow_http: bool = typer.Option(False, "--allow-http", help="Allow http:// to non-loopback."),
+    log_json: bool = typer.Option(False, "--log-json", help="Log JSON lines instead of text."),
+) -> None:
+    """Extract tasks and their history into the Parquet lake (incremental by default)."""
+    from scrums_velocity.extract.client import ClientSettings
+    from scrums_velocity.extract.run import ExtractOptions, extract
+
+    setup_logging(log_json)
+    if not api_url:
+        raise ConfigError("no API URL: pass --api-url or set SCRUMS_API_URL")
+    settings = ClientSettings(
+        api_url=api_url,
+        token=os.environ.get("SCRUMS_API_TOKEN", ""),
+        concurrency=concurrency,
+        max_rps=max_rps,
+        connect_timeout=min(timeout, 10.0),
+        read_timeout=timeout,
+        deadline=deadline,
+        max_attempts=max_attempts,
+        allow_http=allow_http,
+    )
+    options = ExtractOptions(
+        data_dir=data_dir,
+        workspaces=tuple(workspace),
+        service_lines=tuple(service_line),
+        projects=tuple(project),
+        full=full,
+        strict=strict,
+    )
+    result = extract(settings, options)
+    typer.echo(result.summary())
+    typer.echo(f"lake: {data_dir / 'lake'}")
 
 
 @app.command("mock-api")

@@ -344,6 +344,13 @@ class TaskStore:
             self._count(lin, task.status, +1)
         return task
 
+    def remove(self, task_id: str) -> None:
+        """Delete a task (no endpoint: the API has none; tests use it to simulate deletions)."""
+        task = self.by_id.pop(task_id)
+        for name in self._index:
+            self._reindex(task, name, getattr(task, name), None)
+        self._count(task.service_line_id, task.status, -1)
+
     def update(self, task: Task, fields: dict, by: str) -> Task:
         if "service_line_id" in fields:
             new_lin = fields["service_line_id"]

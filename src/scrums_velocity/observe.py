@@ -1,0 +1,115 @@
+"""Logging and progress: rich progress bars on a TTY, structured log lines otherwise.
+
+Log lines are ``<time> <level> <event> key=value ...`` or, with ``--log-json``, one JSON object per
+line. Nothing here ever receives a secret: callers pass counts and ids only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+log = logging.getLogger("scrums_velocity")
+
+
+class _KeyValueFormatter(logging.Formatter):
+    def __init__(self, as_json: bool) -> None:
+        super().__init__()
+        self.as_json = as_json
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: Mapping[str, Any] = getattr(record, "fields", {}) or {}
+        stamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="seconds")
+        if self.as_json:
+            return json.dumps(
+                {
+                    "time": stamp,
+                    "level": record.levelname.lower(),
+                    "event": record.getMessage(),
+                    **fields,
+                },
+                default=str,
+            )
+        kv = " ".join(f"{k}={_fmt(v)}" for k, v in fields.items())
+        return f"{stamp} {record.levelname} {record.getMessage()}" + (f" {kv}" if kv else "")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".")
+    if isinstance(value, Mapping):
+        return ",".join(f"{k}:{v}" for k, v in value.items()) or "-"
+    text = str(value)
+    return json.dumps(text) if (" " in text or not text) else text
+
+
+def setup_logging(as_json: bool = False, level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_KeyValueFormatter(as_json))
+    root = logging.getLogger("scrums_velocity")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
+    log.log(level, name, extra={"fields": fields})
+
+
+class Reporter:
+    """Progress of a long stage. ``update`` is cheap; output is throttled."""
+
+    def __init__(self, stage: str, *, tty: bool | None = None, every: float = 5.0) -> None:
+        self.stage = stage
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.every = every
+        self._last = 0.0
+        self._progress: Progress | None = None
+        self._tasks: dict[str, Any] = {}
+        self.values: dict[str, Any] = {}
+
+    def __enter__(self) -> Reporter:
+        if self.tty:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[note]}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        elif self.values:
+            event(f"{self.stage}.progress", **self.values)
+
+    def bar(
+        self, key: str, description: str, completed: int, total: int | None, note: str = ""
+    ) -> None:
+        if self._progress is None:
+            return
+        if key not in self._tasks:
+            self._tasks[key] = self._progress.add_task(description, total=total, note=note)
+        self._progress.update(self._tasks[key], completed=completed, total=total, note=note)
+
+    def update(self, **values: Any) -> None:
+        self.values.update(values)
+        if self._progress is not None:
+            return
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            event(f"{self.stage}.progress", **self.values)

@@ -1,0 +1,57 @@
+"""Helpers for extractor tests: run an extraction against the mock API, read the lake back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from scrums_velocity.api_server import Dataset, InProcessTransport
+from scrums_velocity.extract.client import ClientSettings
+from scrums_velocity.extract.run import ExtractOptions, ExtractResult, extract
+
+VOLATILE = ("extracted_at", "run_id")
+
+
+def settings_for(ds: Dataset, api_url: str = "http://127.0.0.1:1", **kw) -> ClientSettings:
+    kw.setdefault("backoff_base", 0.01)
+    kw.setdefault("backoff_max", 0.05)
+    return ClientSettings(api_url=api_url, token=ds.admin_token, **kw)
+
+
+def run_extract(
+    ds: Dataset, app, data_dir: Path, *, settings: ClientSettings | None = None, **options
+) -> ExtractResult:
+    opts = ExtractOptions(
+        data_dir=data_dir, workspaces=tuple(w.id for w in ds.workspaces), **options
+    )
+    transport = InProcessTransport(app) if app is not None else None
+    return extract(settings or settings_for(ds), opts, transport=transport)
+
+
+def read_lake(data_dir: Path, dataset: str) -> pl.DataFrame:
+    files = sorted((data_dir / "lake" / dataset).rglob("*.parquet"))
+    if not files:
+        return pl.DataFrame()
+    return pl.read_parquet(files, hive_partitioning=dataset != "runs")
+
+
+def comparable(data_dir: Path) -> dict[str, pl.DataFrame]:
+    """The lake's content without what legitimately differs between runs (run ids, times)."""
+    out = {}
+    keys = {
+        "tasks": ["id"],
+        "task_versions": ["id", "updated_at"],
+        "task_history": ["task_id", "at", "to_value"],
+    }
+    for dataset, key in keys.items():
+        df = read_lake(data_dir, dataset)
+        out[dataset] = df.drop([c for c in VOLATILE if c in df.columns]).sort([*key, *df.columns])
+    return out
+
+
+def assert_same_lake(a: Path, b: Path) -> None:
+    ca, cb = comparable(a), comparable(b)
+    for name in ca:
+        assert ca[name].height == cb[name].height, name
+        assert ca[name].equals(cb[name]), name
