@@ -46,7 +46,8 @@ def comparable(data_dir: Path) -> dict[str, pl.DataFrame]:
     }
     for dataset, key in keys.items():
         df = read_lake(data_dir, dataset)
-        out[dataset] = df.drop([c for c in VOLATILE if c in df.columns]).sort([*key, *df.columns])
+        df = df.drop([c for c in VOLATILE if c in df.columns])
+        out[dataset] = df.sort([*key, *(c for c in df.columns if c not in key)])
     return out
 
 

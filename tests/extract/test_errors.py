@@ -1,0 +1,177 @@
+"""One-line errors and exit codes for the operator; the token never leaks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scrums_velocity.api_server import Knobs, generate
+from scrums_velocity.extract.client import ClientSettings, TasksApi
+from tests.conftest import NOW, live_server
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return generate(tasks=400, seed=37, now=NOW, workspaces=2)
+
+
+def velocity(
+    *args: str, token: str | None, cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCRUMS_")}
+    if token is not None:
+        env["SCRUMS_API_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "scrums_velocity", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+    )
+
+
+def one_line_error(r: subprocess.CompletedProcess) -> str:
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ")
+    assert "Traceback" not in r.stderr
+    return last
+
+
+def test_unknown_token_is_401_and_a_foreign_workspace_is_403(ds, tmp_path):
+    ws0, ws1 = ds.workspaces[0].id, ds.workspaces[1].id
+    with live_server(ds) as server:
+        r = velocity(
+            "extract",
+            "--api-url",
+            server.base_url,
+            "-w",
+            ws0,
+            "--data-dir",
+            "d",
+            token="svt_not_a_real_token",
+            cwd=tmp_path,
+        )
+        assert r.returncode == 4
+        assert one_line_error(r) == (
+            f"Error: the API refused access to workspace {ws0}: "
+            "401 unauthorized: unknown or revoked bearer token"
+        )
+        assert "svt_not_a_real_token" not in r.stderr + r.stdout
+        r = velocity(
+            "extract",
+            "--api-url",
+            server.base_url,
+            "-w",
+            ws0,
+            "-w",
+            ws1,
+            "--data-dir",
+            "d",
+            token=ds.workspace_token(ws0),
+            cwd=tmp_path,
+        )
+        assert r.returncode == 4
+        assert one_line_error(r) == (
+            f"Error: the API refused access to workspace {ws1}: "
+            f"403 forbidden: this token may not access workspace {ws1}"
+        )
+
+
+def test_unreachable_api(ds, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: connections are refused
+        r = velocity(
+            "extract",
+            "--api-url",
+            f"http://127.0.0.1:{port}",
+            "-w",
+            "WS-26-000021",
+            "--max-attempts",
+            "2",
+            "--data-dir",
+            "d",
+            token="t",
+            cwd=tmp_path,
+        )
+    assert r.returncode == 4
+    assert one_line_error(r).startswith(
+        f"Error: cannot reach the API at http://127.0.0.1:{port}: cannot connect"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "token", "message"),
+    [
+        (
+            ["--api-url", "http://api.example.com", "-w", "WS-26-000021"],
+            "t",
+            "Error: refusing plain http to api.example.com: the token would travel unencrypted",
+        ),
+        (
+            ["--api-url", "https://api.example.com", "-w", "WS-26-000021"],
+            None,
+            "Error: no API token: set SCRUMS_API_TOKEN",
+        ),
+        (["--api-url", "https://api.example.com"], "t", "Error: no workspace to extract"),
+        (["-w", "WS-26-000021"], "t", "Error: no API URL: pass --api-url or set SCRUMS_API_URL"),
+        (["--api-url", "ftp://x", "-w", "W"], "t", "Error: API URL must be http(s)://host[:port]"),
+    ],
+)
+def test_bad_arguments(tmp_path, args, token, message):
+    r = velocity("extract", *args, "--data-dir", "d", token=token, cwd=tmp_path)
+    assert r.returncode == 2
+    assert one_line_error(r).startswith(message)
+
+
+def test_allow_http_lets_plain_http_through_to_the_network_error(tmp_path):
+    r = velocity(
+        "extract",
+        "--api-url",
+        "http://nonexistent.invalid",
+        "-w",
+        "WS-26-000021",
+        "--allow-http",
+        "--max-attempts",
+        "1",
+        "--data-dir",
+        "d",
+        token="t",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 4
+    assert one_line_error(r).startswith("Error: cannot reach the API at http://nonexistent.invalid")
+
+
+def test_the_token_appears_in_no_log_error_manifest_file_or_repr(ds, tmp_path):
+    token = ds.admin_token
+    knobs = Knobs(fault_rate=0.2, fault_kinds=("500", "drop", "invalid_json"), seed=2)
+    with live_server(ds, knobs) as server:
+        r = velocity(
+            "extract",
+            "--api-url",
+            server.base_url,
+            "--data-dir",
+            "d",
+            "--log-json",
+            *[a for w in ds.workspaces for a in ("-w", w.id)],
+            token=token,
+            cwd=tmp_path,
+        )
+    assert r.returncode == 0, r.stderr
+    assert '"event": "extract.done"' in r.stderr
+    assert token not in r.stdout + r.stderr
+    for path in (tmp_path / "d").rglob("*"):
+        if path.is_file():
+            assert token.encode() not in path.read_bytes(), path
+    settings = ClientSettings(api_url="https://x", token=token)
+    assert token not in repr(settings)
+    assert token not in repr(TasksApi(settings))
+    assert token not in str(vars(settings).get("__repr__", ""))

@@ -1,0 +1,89 @@
+"""Through faults the lake comes out exactly as from a fault-free run; past the retry cap the run
+fails clearly and the previous lake stays in place."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from scrums_velocity.api_server import Knobs, create_app, generate
+from scrums_velocity.errors import ApiRetriesExhaustedError
+from tests.conftest import NOW, live_server
+from tests.extract.conftest import assert_same_lake, read_lake, run_extract, settings_for
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return generate(tasks=1500, seed=29, now=NOW)
+
+
+@pytest.fixture(scope="module")
+def reference(ds, tmp_path_factory):
+    path = tmp_path_factory.mktemp("reference")
+    run_extract(ds, create_app(ds), path)
+    return path
+
+
+def test_faults_in_process_give_the_same_lake(ds, reference, tmp_path):
+    # 5% faults of every kind (hangs included: the per-request deadline cuts them short), plus
+    # a token bucket tighter than the client's pace so 429s happen too.
+    knobs = Knobs(fault_rate=0.05, hang_seconds=5.0, rate_limit=400, burst=20, seed=4)
+    app = create_app(ds, knobs)
+    settings = settings_for(ds, concurrency=16, deadline=0.5, max_attempts=10)
+    result = run_extract(ds, app, tmp_path, settings=settings)
+    assert result.outcome == "succeeded"
+    injected = app.state.stats.as_dict()
+    assert sum(injected["faults"].values()) > 30
+    assert set(injected["faults"]) == {
+        "500",
+        "502",
+        "503",
+        "hang",
+        "drop",
+        "truncated",
+        "invalid_json",
+    }
+    assert injected["rate_limited"] > 0
+    assert set(result.retries) >= {"5xx", "timeout", "connection", "invalid_json", "429"}
+    assert (
+        sum(result.retries.values()) == sum(injected["faults"].values()) + injected["rate_limited"]
+    )
+    assert_same_lake(reference, tmp_path)
+    (run,) = read_lake(tmp_path, "runs").iter_rows(named=True)
+    assert dict(run["retries"]) == result.retries
+
+
+def test_faults_over_a_real_socket_give_the_same_lake(ds, reference, tmp_path):
+    knobs = Knobs(fault_rate=0.05, hang_seconds=3.0, seed=8)
+    with live_server(ds, knobs) as server:
+        settings = settings_for(
+            ds, api_url=server.base_url, read_timeout=0.4, deadline=0.6, max_attempts=10
+        )
+        result = run_extract(ds, None, tmp_path, settings=settings)
+        injected = server.app.state.stats.as_dict()["faults"]
+    assert result.outcome == "succeeded"
+    assert injected.get("drop", 0) > 0
+    assert injected.get("hang", 0) > 0
+    assert result.retries.get("connection", 0) >= injected["drop"]
+    assert_same_lake(reference, tmp_path)
+
+
+def test_past_the_retry_cap_the_run_fails_and_the_previous_lake_stays(ds, reference, tmp_path):
+    run_extract(ds, create_app(ds), tmp_path)
+    before = os.readlink(tmp_path / "lake")
+    broken = create_app(ds, Knobs(fault_rate=1.0, fault_kinds=("503",)))
+    with pytest.raises(ApiRetriesExhaustedError) as err:
+        run_extract(ds, broken, tmp_path, settings=settings_for(ds, max_attempts=3))
+    message = str(err.value)
+    assert message.startswith(
+        "GET http://127.0.0.1:1/v1/tasks failed after 3 attempts; last: server error 503"
+    )
+    assert "\n" not in message
+    # the previous data is intact; the failed run is recorded in the manifest
+    assert os.readlink(tmp_path / "lake") != before
+    assert_same_lake(reference, tmp_path)
+    runs = read_lake(tmp_path, "runs").sort("started_at")
+    assert runs["outcome"].to_list() == ["succeeded", "failed"]
+    assert runs["error"][1] == message
+    assert dict(runs["retries"][1])["5xx"] >= 2
