@@ -62,9 +62,8 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
-    with pytest.raises(LockedError, match=f"pid {proc.pid}"):
-        with data_dir_lock(tmp_path, "velocity extract"):
-            pass
+    with pytest.raises(LockedError, match=f"pid {proc.pid}"), data_dir_lock(tmp_path, "x"):
+        pass
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     with data_dir_lock(tmp_path, "velocity extract"):
