@@ -60,6 +60,17 @@ def test_paging_over_a_socket_while_another_client_writes_concurrently():
     assert ids == original
 
 
+def test_listen_socket_is_tcp_so_asyncio_disables_nagle():
+    """A socket with proto 0 made every mock-api response wait ~40 ms on delayed ACKs."""
+    import socket
+
+    from scrums_velocity.api_server.serve import listen_socket
+
+    with listen_socket(0) as sock:
+        assert sock.proto == socket.IPPROTO_TCP
+        assert sock.getsockname()[0] == "127.0.0.1"
+
+
 def test_mock_api_command_prints_url_token_and_workspaces():
     cmd = [
         sys.executable,

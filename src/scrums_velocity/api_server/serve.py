@@ -82,13 +82,13 @@ def serve_in_thread(app: Any, port: int = 0) -> Iterator[RunningServer]:
         running.stop()
 
 
-def run_forever(app: Any, port: int, announce) -> None:
-    """Serve ``app`` on 127.0.0.1:``port`` (0 = a free port) until interrupted.
+def listen_socket(port: int) -> socket.socket:
+    """A listening TCP socket on 127.0.0.1:``port`` (0 = a free port).
 
-    The socket is bound before ``announce(base_url)`` is called, so the printed URL is live and
-    ``--port 0`` has no race between choosing a port and binding it.
+    proto=IPPROTO_TCP matters: asyncio enables TCP_NODELAY on accepted connections only when the
+    socket says it is TCP. With proto 0, every response waits ~40 ms on delayed ACKs.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(("127.0.0.1", port))
@@ -96,6 +96,16 @@ def run_forever(app: Any, port: int, announce) -> None:
         sock.close()
         raise OSError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
     sock.listen(2048)
+    return sock
+
+
+def run_forever(app: Any, port: int, announce) -> None:
+    """Serve ``app`` on 127.0.0.1:``port`` (0 = a free port) until interrupted.
+
+    The socket is bound before ``announce(base_url)`` is called, so the printed URL is live and
+    ``--port 0`` has no race between choosing a port and binding it.
+    """
+    sock = listen_socket(port)
     actual = sock.getsockname()[1]
     announce(f"http://127.0.0.1:{actual}")
     server = make_server(app, actual, log_level="warning")
