@@ -119,7 +119,7 @@ class TasksApi:
         self.settings = settings
         self.stats = ClientStats()
         self._slots = asyncio.Semaphore(settings.concurrency)
-        self._limiter = AsyncLimiter(1, 1 / settings.max_rps) if settings.max_rps else None
+        self._limiter = _limiter(settings.max_rps) if settings.max_rps else None
         timeout = httpx.Timeout(
             settings.read_timeout, connect=settings.connect_timeout, pool=settings.deadline
         )
@@ -220,6 +220,17 @@ class TasksApi:
                 f"last: {exc.detail}"
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _limiter(rps: float) -> AsyncLimiter:
+    """A leaky bucket draining at ``rps`` that holds up to 12 ms of requests (at most 3).
+
+    A bucket of one loses every scheduling hiccup for good (the next slot is simply later); a
+    small bucket absorbs them. A bigger one (10) drew 429s from a server whose own bucket holds
+    10, because arrival jitter bunches the client's bursts further (measured: 9 per 3,000).
+    """
+    size = max(1, min(3, round(rps * 0.012)))
+    return AsyncLimiter(size, size / rps)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
