@@ -281,6 +281,8 @@ class Lake:
                     refreshed
                 ):
                     continue  # rewritten below
+                if rel.parts[1] == EMPTY_PARTITION:
+                    continue  # placeholders are made anew where still needed
                 dest = tmp / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.link(path, dest)
@@ -295,6 +297,11 @@ class Lake:
         # Tasks of refreshed workspaces: previous rows of unchanged tasks + this run's rows.
         for ws, refresh in refreshed.items():
             self._merge_tasks(previous, staging, tmp, ws, refresh, run_id, run_started)
+        # Every dataset is present in every snapshot, if only as an empty file, so that readers
+        # can glob each one without special cases for a young lake.
+        for dataset in PARTITIONED:
+            if not any((tmp / dataset).rglob("*.parquet")):
+                write_empty(tmp, dataset)
         if inspect is not None:
             run_row = {**run_row, **inspect(tmp)}
         # The manifest row.
@@ -378,6 +385,16 @@ class Lake:
 
     def discard_staging(self, run_id: str) -> None:
         shutil.rmtree(self.staging_root / run_id, ignore_errors=True)
+
+
+EMPTY_PARTITION = "workspace_id=none"
+
+
+def write_empty(root: Path, dataset: str) -> None:
+    """An empty file with the dataset's schema (in a partition no workspace is called)."""
+    path = root / dataset / EMPTY_PARTITION / "part-empty.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(SCHEMAS[dataset].empty_table(), path)
 
 
 def verify_snapshot(snapshot: Path, workspaces: list[str]) -> dict[str, int]:

@@ -1,0 +1,38 @@
+-- Status changes of live tasks, deduplicated, joined to the task's current service line and
+-- project (tasks count for their current LIN), in local time, numbered per task.
+with history as (
+    select distinct * from staging.stg_task_history
+    where change = 'status'
+),
+
+tasks as (
+    select task_id, workspace_id, service_line_id, project_id
+    from intermediate.int_live_tasks
+),
+
+joined as (
+    select
+        history.task_id,
+        tasks.workspace_id,
+        tasks.service_line_id,
+        tasks.project_id,
+        history.changed_at,
+        timezone(getvariable('tz'), history.changed_at) as changed_local,
+        history.from_status,
+        history.to_status,
+        history.changed_by,
+        coalesce(starts_with(history.changed_by, 'AGT-'), false) as by_agent
+    from history
+    inner join tasks using (task_id)
+),
+
+final as (
+    select
+        *,
+        row_number() over (
+            partition by task_id order by changed_at, from_status, to_status
+        ) as entry_no
+    from joined
+)
+
+select * from final

@@ -1,0 +1,11 @@
+-- How this warehouse was built: the parameters every number in it depends on.
+select
+    getvariable('as_of')::timestamptz as as_of,
+    getvariable('tz')::varchar as timezone,
+    getvariable('baseline_weeks')::integer as baseline_weeks,
+    getvariable('min_baseline_weeks')::integer as min_baseline_weeks,
+    getvariable('at_risk_ratio')::double as at_risk_ratio,
+    getvariable('at_risk_p_value')::double as at_risk_p_value,
+    getvariable('watch_ratio')::double as watch_ratio,
+    getvariable('lake_dir')::varchar as lake_snapshot,
+    now() as built_at

@@ -1,0 +1,142 @@
+-- Data-quality signals, one row per check and scope. share = count / total where a total
+-- makes sense. Rows with service_line_id and workspace_id both null are totals.
+with tasks as (
+    select * from staging.stg_tasks
+),
+
+live as (
+    select * from intermediate.int_live_tasks
+),
+
+changes as (
+    select * from intermediate.int_task_status_changes
+),
+
+unlinked as (
+    select
+        'unlinked_tasks' as check_name,
+        workspace_id,
+        null::varchar as service_line_id,
+        null::varchar as item,
+        count(*) filter (where service_line_id is null) as count,
+        count(*) as total
+    from live
+    group by grouping sets ((workspace_id), ())
+),
+
+done_without_history as (
+    select
+        'done_without_history' as check_name,
+        workspace_id,
+        service_line_id,
+        null::varchar as item,
+        count(*) filter (where closed_at_from_updated_at) as count,
+        count(*) as total
+    from intermediate.int_task_completions
+    where outcome = 'done'
+    group by grouping sets ((workspace_id, service_line_id), ())
+),
+
+duplicates as (
+    select
+        'probable_duplicates' as check_name,
+        workspace_id,
+        service_line_id,
+        null::varchar as item,
+        count(*) as count,
+        null::bigint as total
+    from marts.dq_probable_duplicates
+    group by grouping sets ((workspace_id, service_line_id), ())
+),
+
+unknown_statuses as (
+    select
+        'unknown_statuses' as check_name,
+        workspace_id,
+        null::varchar as service_line_id,
+        status as item,
+        count(*) as count,
+        null::bigint as total
+    from live
+    where status not in ('backlog', 'in_progress', 'in_review', 'done', 'cancelled')
+    group by workspace_id, status
+),
+
+agent_share as (
+    select
+        'agent_share_of_status_changes' as check_name,
+        workspace_id,
+        service_line_id,
+        null::varchar as item,
+        count(*) filter (where by_agent) as count,
+        count(*) as total
+    from changes
+    group by grouping sets ((workspace_id, service_line_id), ())
+),
+
+source_counts as (
+    select workspace_id, coalesce(external_source, 'none') as item, count(*) as count
+    from live
+    group by grouping sets ((workspace_id, coalesce(external_source, 'none')),
+                            (coalesce(external_source, 'none')))
+),
+
+source_share as (
+    select
+        'external_source_share' as check_name,
+        workspace_id,
+        null::varchar as service_line_id,
+        item,
+        count,
+        sum(count) over (partition by workspace_id)::bigint as total
+    from source_counts
+),
+
+missing as (
+    select
+        'missing_tasks' as check_name,
+        workspace_id,
+        null::varchar as service_line_id,
+        null::varchar as item,
+        count(*) filter (where missing_since is not null) as count,
+        count(*) as total
+    from tasks
+    group by grouping sets ((workspace_id), ())
+),
+
+rejected as (
+    select
+        'rejected_records' as check_name,
+        workspace_id,
+        null::varchar as service_line_id,
+        stage as item,
+        count(*) as count,
+        null::bigint as total
+    from staging.stg_rejects
+    group by workspace_id, stage
+),
+
+checks as (
+    select * from unlinked
+    union all by name select * from done_without_history
+    union all by name select * from duplicates
+    union all by name select * from unknown_statuses
+    union all by name select * from agent_share
+    union all by name select * from source_share
+    union all by name select * from missing
+    union all by name select * from rejected
+),
+
+final as (
+    select
+        check_name,
+        workspace_id,
+        service_line_id,
+        item,
+        count::bigint as count,
+        total::bigint as total,
+        case when total > 0 then count / total end as share
+    from checks
+)
+
+select * from final

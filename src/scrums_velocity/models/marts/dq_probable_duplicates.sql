@@ -1,0 +1,40 @@
+-- Probable duplicates: two live tasks of one service line with the same normalised title
+-- (lower case, runs of anything but letters and digits as one space, trimmed) created within
+-- 7 days of each other, one bound to an external tool and one not (created in both systems).
+with tasks as (
+    select
+        task_id,
+        workspace_id,
+        service_line_id,
+        title,
+        created_at,
+        external_id,
+        external_source,
+        trim(regexp_replace(lower(title), '[^\pL\pN]+', ' ', 'g')) as normalised_title
+    from intermediate.int_live_tasks
+    where service_line_id is not null and title is not null
+),
+
+pairs as (
+    select
+        bound.workspace_id,
+        bound.service_line_id,
+        bound.normalised_title,
+        bound.task_id as bound_task_id,
+        bound.external_source,
+        bound.external_id,
+        unbound.task_id as unbound_task_id,
+        bound.title as bound_title,
+        unbound.title as unbound_title,
+        abs(epoch(bound.created_at) - epoch(unbound.created_at)) / 3600.0 as hours_apart
+    from tasks as bound
+    inner join tasks as unbound
+        on bound.service_line_id = unbound.service_line_id
+        and bound.normalised_title = unbound.normalised_title
+        and bound.external_id is not null
+        and unbound.external_id is null
+        and abs(epoch(bound.created_at) - epoch(unbound.created_at)) <= 7 * 86400
+    where bound.normalised_title <> ''
+)
+
+select * from pairs

@@ -1,0 +1,86 @@
+-- Delivery velocity per service line and week against the LIN's own baseline.
+with weeks as (
+    select * from intermediate.int_lin_weeks
+),
+
+counts as (
+    select * from intermediate.int_lin_weekly_counts
+),
+
+weekly as (
+    select
+        weeks.service_line_id,
+        weeks.workspace_id,
+        weeks.week_start,
+        weeks.week_complete,
+        coalesce(counts.completed, 0) as completed,
+        coalesce(counts.cancelled, 0) as cancelled,
+        coalesce(counts.reopened, 0) as reopened,
+        coalesce(counts.completed_without_history, 0) as completed_without_history
+    from weeks
+    left join counts using (service_line_id, week_start)
+),
+
+baselined as (
+    select
+        *,
+        count(*) over baseline_window as baseline_weeks,
+        avg(completed::double) over baseline_window as baseline_mean,
+        median(completed::double) over baseline_window as baseline_median,
+        stddev_samp(completed::double) over baseline_window as baseline_stddev
+    from weekly
+    window baseline_window as (
+        partition by service_line_id
+        order by week_start
+        rows between getvariable('baseline_weeks') preceding and 1 preceding
+    )
+),
+
+scored as (
+    select
+        *,
+        baseline_weeks >= getvariable('min_baseline_weeks') as has_history,
+        case
+            when not week_complete or baseline_weeks < getvariable('min_baseline_weeks') then null
+            when baseline_mean = 0 then null
+            else completed / baseline_mean
+        end as velocity_ratio,
+        case
+            when not week_complete or baseline_weeks < getvariable('min_baseline_weeks') then null
+            when baseline_mean = 0 then 1.0
+            else least(1.0, list_sum(list_transform(
+                range(0, completed + 1),
+                lambda k: exp(k * ln(baseline_mean) - baseline_mean - lgamma(k + 1))
+            )))
+        end as p_value_below
+    from baselined
+),
+
+final as (
+    select
+        service_line_id,
+        workspace_id,
+        week_start,
+        week_complete,
+        completed,
+        cancelled,
+        reopened,
+        completed_without_history,
+        baseline_weeks,
+        baseline_mean,
+        baseline_median,
+        baseline_stddev,
+        velocity_ratio,
+        p_value_below,
+        case
+            when not week_complete then 'week_in_progress'
+            when not has_history then 'insufficient_history'
+            when velocity_ratio < getvariable('at_risk_ratio')
+                and p_value_below < getvariable('at_risk_p_value') then 'at_risk'
+            when velocity_ratio < getvariable('watch_ratio') then 'watch'
+            else 'healthy'
+        end as health
+    from scored
+)
+
+select * from final

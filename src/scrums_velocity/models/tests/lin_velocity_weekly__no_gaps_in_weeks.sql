@@ -1,0 +1,5 @@
+-- Every service line has one row per week, without gaps, up to the current week.
+select service_line_id, count(*) as weeks, min(week_start) as first, max(week_start) as last
+from marts.lin_velocity_weekly
+group by service_line_id
+having (max(week_start) - min(week_start)) / 7 + 1 <> count(*)
