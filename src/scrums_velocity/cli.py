@@ -129,6 +129,65 @@ def extract_cmd(
     typer.echo(f"lake: {data_dir / 'lake'}")
 
 
+@app.command("build")
+@handle_errors
+def build_cmd(
+    data_dir: Path = typer.Option(
+        Path("data"), help="Reads <data-dir>/lake, writes the warehouse."
+    ),
+    timezone: str = typer.Option("UTC", help="IANA time zone of weeks and days."),
+    baseline_weeks: int = typer.Option(12, min=1, help="K: weeks in a baseline window."),
+    as_of: str | None = typer.Option(None, help="Reference time, ISO (default: last extraction)."),
+    log_json: bool = typer.Option(False, "--log-json", help="Log JSON lines instead of text."),
+) -> None:
+    """Build the DuckDB warehouse (<data-dir>/warehouse.duckdb) from the lake."""
+    from scrums_velocity.models.runner import BuildSettings, build
+
+    setup_logging(log_json)
+    settings = BuildSettings(
+        data_dir=data_dir, timezone=timezone, baseline_weeks=baseline_weeks, as_of=_parse_now(as_of)
+    )
+    result = build(settings)
+    typer.echo(result.summary())
+    typer.echo(f"warehouse: {result.warehouse}")
+
+
+@app.command("query")
+@handle_errors
+def query_cmd(
+    sql: str = typer.Argument(..., help="SQL to run against the warehouse (read-only)."),
+    data_dir: Path = typer.Option(Path("data"), help="Where the warehouse lives."),
+    limit: int = typer.Option(200, min=1, help="Rows to print at most."),
+) -> None:
+    """Run a read-only SQL query against the warehouse and print the result as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from scrums_velocity.models.query import run_query
+
+    columns, rows = run_query(data_dir, sql, limit=limit)
+    table = Table(*columns, show_lines=False)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    Console(width=max(120, 14 * len(columns))).print(table)
+    typer.echo(
+        f"{len(rows)} row{'s' if len(rows) != 1 else ''}"
+        + (" (limit)" if len(rows) == limit else "")
+    )
+
+
+@app.command("models")
+@handle_errors
+def models_cmd(
+    data_dir: Path = typer.Option(Path("data"), help="Where the warehouse lives."),
+) -> None:
+    """List the marts analysts query, with their descriptions."""
+    from scrums_velocity.models.query import list_marts
+
+    for table, description in list_marts(data_dir):
+        typer.echo(f"{table}\n    {description}")
+
+
 @app.command("mock-api")
 @handle_errors
 def mock_api(

@@ -1,0 +1,98 @@
+"""Hand-built lakes for model tests: a few tasks and history rows written as the extractor would."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from scrums_velocity.extract.lake import PARTITIONED, SCHEMAS, write_empty
+
+
+def ts(text: str) -> datetime:
+    """'2026-01-05 09:00' (UTC) -> aware datetime."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@dataclass
+class Lake:
+    tasks: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    workspace_of: dict[str, str] = field(default_factory=dict)
+
+    def task(
+        self,
+        id,
+        lin,
+        created,
+        status,
+        *,
+        ws="WS-26-000001",
+        updated=None,
+        project=None,
+        title=None,
+        external_id=None,
+        missing_since=None,
+        changes=(),
+    ):
+        """Add a task; ``changes`` is [(at, from, to), ...] and updated_at defaults to the last."""
+        last = changes[-1][0] if changes else created
+        self.tasks.append(
+            {
+                "id": id,
+                "service_line_id": lin,
+                "project_id": project,
+                "title": title or f"Task {id}",
+                "description": None,
+                "status": status,
+                "priority": "medium",
+                "assignee_id": None,
+                "external_id": external_id,
+                "external_source": "jira" if external_id else None,
+                "external_url": None,
+                "created_at": ts(created),
+                "updated_at": ts(updated or last),
+                "history_count": len(changes),
+                "history_digest": "",
+                "extracted_at": ts("2026-02-18 12:00"),
+                "missing_since": ts(missing_since) if missing_since else None,
+                "run_id": "r1",
+                "raw": "{}",
+            }
+        )
+        self.workspace_of[id] = ws
+        for at, frm, to, *by in changes:
+            self.history.append(
+                {
+                    "task_id": id,
+                    "at": ts(at),
+                    "change": "status",
+                    "from_value": frm,
+                    "to_value": to,
+                    "by": by[0] if by else "USR-26-000001",
+                    "extracted_at": ts("2026-02-18 12:00"),
+                    "run_id": "r1",
+                }
+            )
+
+    def write(self, data_dir: Path) -> Path:
+        root = data_dir / "lake"
+        by_ws: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        for row in self.tasks:
+            by_ws[("tasks", self.workspace_of[row["id"]])].append(row)
+        for row in self.history:
+            by_ws[("task_history", self.workspace_of[row["task_id"]])].append(row)
+        for (dataset, ws), rows in by_ws.items():
+            path = root / dataset / f"workspace_id={ws}" / "part-0.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMAS[dataset]), path)
+        for dataset in PARTITIONED:
+            if not (root / dataset).exists():
+                write_empty(root, dataset)
+        (root / "runs").mkdir(parents=True, exist_ok=True)
+        pq.write_table(SCHEMAS["runs"].empty_table(), root / "runs" / "run-0.parquet")
+        return data_dir
