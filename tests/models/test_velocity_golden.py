@@ -327,9 +327,14 @@ def test_wip_at_week_end_and_cycle_time_percentiles(utc):
 
 
 def test_status_daily_matches_hand_counts_and_week_end_wip(utc):
-    day = {r["status"]: r["tasks"] for r in rows(
-        utc, "select status, tasks from marts.lin_status_daily where service_line_id = 'LIN-26-000001' and day = ?",
-        date(2026, 2, 10))}  # fmt: skip
+    day = {
+        r["status"]: r["tasks"]
+        for r in rows(
+            utc,
+            "select status, tasks from marts.lin_status_daily where service_line_id = 'LIN-26-000001' and day = ?",
+            date(2026, 2, 10),
+        )
+    }
     # done: A1-A12 (A9 counts as done from its creation: it has no history); A15 in progress
     assert day == {"done": 12, "backlog": 1, "in_progress": 1, "in_review": 0, "cancelled": 1}
     sundays = rows(
