@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,12 @@ def query_cmd(
     from scrums_velocity.models.query import run_query
 
     columns, rows = run_query(data_dir, sql, limit=limit)
-    table = Table(*columns, show_lines=False)
+    table = Table(show_lines=False)
+    for i, name in enumerate(columns):
+        numeric = any(isinstance(r[i], int | float | Decimal) for r in rows) and all(
+            r[i] is None or isinstance(r[i], int | float | Decimal) for r in rows
+        )
+        table.add_column(name, justify="right" if numeric else "left")
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     Console(width=max(120, 14 * len(columns))).print(table)

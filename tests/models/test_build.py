@@ -1,0 +1,219 @@
+"""The build as a whole: reconciliation with the API's counter, failing data tests, readers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import httpx
+import pytest
+
+from scrums_velocity.api_server import create_app, generate
+from scrums_velocity.errors import BuildError, ConfigError
+from scrums_velocity.models.runner import BuildSettings, build, discover
+from tests.conftest import NOW, auth
+from tests.extract.conftest import run_extract
+from tests.models.lakes import Lake
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory):
+    """2,000 tasks extracted from the server after some PATCHes through the API."""
+    ds = generate(tasks=2000, seed=43, now=NOW)
+    app = create_app(ds)
+    store = app.state.store
+    # a few reopens, cancellations and a move between LINs, made after the seeded history
+    for tid, fields in [
+        (ds.tasks["id"][0], {"status": "in_progress"}),
+        (ds.tasks["id"][1], {"status": "cancelled"}),
+        (ds.tasks["id"][2], {"status": "done"}),
+    ]:
+        store.update(store.by_id[tid], fields, by="USR-26-000040")
+    path = tmp_path_factory.mktemp("extracted")
+    run_extract(ds, app, path)
+    return ds, app, path
+
+
+def test_done_plus_cancelled_per_lin_equals_the_servers_counter(extracted, tmp_path):
+    ds, app, path = extracted
+    build(BuildSettings(data_dir=path))
+    con = duckdb.connect(str(path / "warehouse.duckdb"), read_only=True)
+    ours = dict(
+        con.execute(
+            "select service_line_id, sum(completed + cancelled) from marts.lin_velocity_weekly group by all"
+        ).fetchall()
+    )
+    import asyncio
+
+    from scrums_velocity.api_server import InProcessTransport
+
+    async def counters():
+        async with httpx.AsyncClient(transport=InProcessTransport(app), base_url="http://m") as c:
+            r = await c.get("/_mock/delivery-velocity", headers=auth(ds.admin_token))
+            return {
+                row["service_line_id"]: row["done"] + row["cancelled"] for row in r.json()["data"]
+            }
+
+    theirs = asyncio.run(counters())
+    assert len(theirs) == len(ds.service_lines)
+    assert ours == theirs
+
+
+def test_the_build_reads_one_snapshot_and_reports_rows(extracted):
+    _, _, path = extracted
+    result = build(BuildSettings(data_dir=path))
+    assert result.tests >= 60
+    assert result.rows["staging.stg_tasks"] == 2000
+    con = duckdb.connect(str(path / "warehouse.duckdb"), read_only=True)
+    (snapshot,) = con.execute("select lake_snapshot from marts.build_info").fetchone()
+    assert Path(snapshot) == (path / "lake").resolve()
+
+
+def test_a_failing_data_test_fails_the_build_and_keeps_the_previous_warehouse(
+    tmp_path, monkeypatch
+):
+    lake = Lake()
+    lake.task(
+        "TSK-26-000001",
+        "LIN-26-000001",
+        "2026-01-05 09:00",
+        "done",
+        changes=[("2026-01-06 10:00", "backlog", "done")],
+    )
+    lake.write(tmp_path)
+    build(BuildSettings(data_dir=tmp_path))
+    before = (tmp_path / "warehouse.duckdb").stat().st_mtime_ns
+    # a second task with the same id: the lake breaks stg_tasks' unique key
+    lake.task("TSK-26-000001", "LIN-26-000001", "2026-01-05 09:00", "backlog")
+    lake.write(tmp_path)
+    with pytest.raises(BuildError) as err:
+        build(BuildSettings(data_dir=tmp_path))
+    assert str(err.value).startswith(
+        "data test unique(task_id) failed on staging.stg_tasks: task_id=TSK-26-000001, n=2"
+    )
+    assert (tmp_path / "warehouse.duckdb").stat().st_mtime_ns == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_reader_holding_the_warehouse_open_does_not_block_the_build(extracted, tmp_path):
+    _, _, path = extracted
+    build(BuildSettings(data_dir=path))
+    reader = textwrap.dedent(f"""
+        import duckdb, sys, time
+        con = duckdb.connect({str(path / "warehouse.duckdb")!r}, read_only=True)
+        n = con.execute("select count(*) from marts.lin_velocity_weekly").fetchall()[0][0]
+        print(n, flush=True)
+        sys.stdin.readline()  # hold the file open until told
+        print(con.execute("select count(*) from marts.lin_velocity_weekly").fetchall()[0][0], flush=True)
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", reader], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    first = int(proc.stdout.readline())
+    env = {**os.environ}
+    r = subprocess.run(
+        [sys.executable, "-m", "scrums_velocity", "build", "--data-dir", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("built ")
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    assert int(proc.stdout.readline()) == first  # the reader still sees its (old) file whole
+    assert proc.wait(timeout=30) == 0
+    con = duckdb.connect(str(path / "warehouse.duckdb"), read_only=True)
+    assert con.execute("select count(*) from marts.lin_velocity_weekly").fetchall()[0][0] == first
+
+
+def test_model_files_follow_the_conventions():
+    models = discover()
+    names = {m.table for m in models}
+    assert {
+        "marts.lin_velocity_weekly",
+        "intermediate.int_task_completions",
+        "staging.stg_tasks",
+    } <= names
+    for m in models:
+        reads_parquet = "read_parquet" in m.sql
+        assert reads_parquet == (m.schema == "staging"), f"{m.table}: only staging reads Parquet"
+        assert m.name.startswith({"staging": "stg_", "intermediate": "int_"}.get(m.schema, "")), (
+            m.table
+        )
+        if m.schema == "staging":
+            assert not any(r.startswith(("intermediate.", "marts.")) for r in m.refs())
+    order = [m.table for m in models]
+    for m in models:
+        for ref in m.refs():
+            assert order.index(ref) < order.index(m.table)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+        ({"baseline_weeks": 0}, "--baseline-weeks must be at least 1"),
+        ({"at_risk_ratio": 0.9, "watch_ratio": 0.8}, "thresholds must satisfy"),
+    ],
+)
+def test_bad_settings(tmp_path, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        BuildSettings(data_dir=tmp_path, **kwargs)
+
+
+def test_cli_build_without_a_lake_and_query_and_models(tmp_path):
+    def velocity(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "scrums_velocity", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    r = velocity("build", "--data-dir", str(tmp_path))
+    assert r.returncode == 6
+    assert r.stderr.strip() == f"Error: no lake in {tmp_path}: run 'velocity extract' first"
+    r = velocity("query", "select 1", "--data-dir", str(tmp_path))
+    assert r.returncode == 6
+    assert "no warehouse" in r.stderr
+    r = velocity("models", "--data-dir", str(tmp_path))  # no warehouse: the model docs
+    assert r.returncode == 0
+    assert "marts.lin_velocity_weekly\n    Delivery velocity per service line" in r.stdout
+    Lake().write(tmp_path)
+    lake = Lake()
+    lake.task(
+        "TSK-26-000001",
+        "LIN-26-000001",
+        "2026-01-05 09:00",
+        "done",
+        changes=[("2026-01-06 10:00", "backlog", "done")],
+    )
+    lake.write(tmp_path)
+    r = velocity(
+        "build",
+        "--data-dir",
+        str(tmp_path),
+        "--timezone",
+        "Europe/London",
+        "--as-of",
+        "2026-01-20T00:00:00Z",
+    )
+    assert r.returncode == 0, r.stderr
+    r = velocity(
+        "query",
+        "select week_start, completed from marts.lin_velocity_weekly order by 1",
+        "--data-dir",
+        str(tmp_path),
+    )
+    assert r.returncode == 0
+    assert "2026-01-05 │         1" in r.stdout
+    assert r.stdout.rstrip().endswith("3 rows")
+    r = velocity("query", "drop table marts.build_info", "--data-dir", str(tmp_path))
+    assert r.returncode == 2
+    assert "read-only" in r.stderr.lower()
