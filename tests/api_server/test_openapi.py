@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.generation import GenerationMode
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from scrums_velocity.api_server import create_app, generate
 from tests.conftest import NOW
@@ -34,12 +36,23 @@ def documented_rejection(case) -> str | None:
     return None
 
 
+def unsent_extra_query(case, response) -> bool:
+    """A negative case whose undocumented query keys never reached the server (the HTTP client
+    drops keys whose value is, say, an empty list): the server rightly saw a valid request."""
+    documented = {p.name for p in case.operation.query}
+    extra = set(case.query or {}) - documented
+    sent = set(parse_qs(urlsplit(response.request.url).query, keep_blank_values=True))
+    return bool(extra) and not (sent - documented)
+
+
 @schema.parametrize()
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_openapi_document(case):
     expected = documented_rejection(case)
     if expected is None:
-        case.call_and_validate(headers=HEADERS)
+        response = case.call(headers=HEADERS)
+        excluded = [negative_data_rejection] if unsent_extra_query(case, response) else []
+        case.validate_response(response, headers=HEADERS, excluded_checks=excluded)
         return
     # Positive acceptance allows 2xx, 401, 403, 404 and 429 and so do we; a 400 on schema-valid
     # input must be for the documented rule and nothing else.

@@ -62,6 +62,20 @@ def test_histories_are_consistent_chains(ds):
     assert (span["at_ms"] <= span["updated_ms"]).all()
 
 
+def test_no_task_has_two_changes_at_the_same_instant(ds):
+    dup = ds.history.group_by("seq", "at_ms").len().filter(pl.col("len") > 1)
+    assert dup.height == 0
+
+
+def test_review_rework_scales_the_history():
+    light = generate(tasks=5000, seed=3, now=NOW, rework=0.0)
+    heavy = generate(tasks=5000, seed=3, now=NOW, rework=1.5)
+    bounce = (pl.col("from_status") == "in_review") & (pl.col("to_status") == "in_progress")
+    assert light.history.filter(bounce).height == 0
+    assert heavy.history.filter(bounce).height > 0.5 * 5000
+    assert 4.3 < heavy.history.height / 5000 < 5.5  # "about 5 history entries each"
+
+
 def test_realistic_mix(ds):
     t, h = ds.tasks, ds.history
     share = t["status"].value_counts().to_dict(as_series=False)

@@ -194,7 +194,7 @@ def built(tmp_path: Path, **settings) -> duckdb.DuckDBPyConnection:
 
 
 def rows(con, sql, *params):
-    cur = con.execute(sql, list(params))
+    cur = con.execute(sql, params[0] if params and isinstance(params[0], dict) else list(params))
     cols = [d[0] for d in cur.description]
     return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
@@ -348,6 +348,39 @@ def test_status_daily_matches_hand_counts_and_week_end_wip(utc):
     )
     assert sundays
     assert all(r["wip_at_week_end"] == r["daily"] for r in sundays)
+
+
+def test_week_end_wip_equals_an_independent_asof_join(utc):
+    """The mart's WIP, recomputed here from the raw history with an ASOF join."""
+    asof = rows(
+        utc,
+        """
+        with weeks as (select * from intermediate.int_lin_weeks),
+        tasks as (select * from staging.stg_tasks where missing_since is null and service_line_id is not null),
+        history as (select * from staging.stg_task_history),
+        first_entry as (select task_id, arg_min(from_status, changed_at) as initial from history group by all),
+        pairs as (
+            select w.service_line_id, w.week_start, least(w.week_end_at, $as_of) as t,
+                   tasks.task_id, coalesce(f.initial, tasks.status) as initial
+            from weeks w join tasks on tasks.service_line_id = w.service_line_id
+                and tasks.created_at <= least(w.week_end_at, $as_of)
+            left join first_entry f using (task_id)
+        ),
+        status as (
+            select p.service_line_id, p.week_start, coalesce(h.to_status, p.initial) as status
+            from pairs p asof left join history h on h.task_id = p.task_id and p.t >= h."changed_at"
+        )
+        select service_line_id, week_start, count(*) filter (where status in ('in_progress', 'in_review')) as wip
+        from status group by all""",
+        {"as_of": AS_OF},
+    )
+    flow = {
+        (r["service_line_id"], r["week_start"]): r["wip_at_week_end"]
+        for r in rows(utc, "select * from marts.lin_flow_weekly")
+    }
+    assert len(asof) == len(flow)
+    for r in asof:
+        assert flow[(r["service_line_id"], r["week_start"])] == r["wip"], r
 
 
 def test_aging_wip_against_the_lins_p85(utc):

@@ -102,6 +102,26 @@ _COMPONENTS = (
     "invoice generator",
     "customer portal",
 )
+_QUALIFIERS = (
+    "",
+    "for EU customers",
+    "in staging",
+    "behind a feature flag",
+    "for the Q3 audit",
+    "after the incident",
+    "for mobile clients",
+    "in the batch path",
+    "for enterprise tenants",
+    "before the migration",
+    "for partner integrations",
+    "under load",
+    "for accessibility",
+    "in the legacy flow",
+    "for GDPR",
+    "for the new region",
+    "in the nightly job",
+    "for SSO users",
+)
 _WS_NAMES = ("Apex Digital", "Nova Health", "Orbit Logistics", "Helix Finance", "Quill Media")
 _WS_KEYS = ("APEX", "NOVA", "ORBT", "HLX", "QUIL")
 _LIN_NAMES = (
@@ -237,8 +257,14 @@ def generate(
     service_lines: int | None = None,
     unlinked_share: float = 0.05,
     duplicate_share: float = 0.004,
+    rework: float = 0.4,
 ) -> Dataset:
-    """Generate a dataset. Same arguments (including ``now``) → identical data."""
+    """Generate a dataset. Same arguments (including ``now``) → identical data.
+
+    ``rework`` is the mean number of review round trips (in_review → in_progress → in_review) of
+    a reviewed task, Poisson, at most 3; raise it for a history-heavy dataset (about 5 entries
+    per task at ``rework=1.5``).
+    """
     if tasks < 1:
         raise ValueError("tasks must be at least 1")
     if weeks < 2:
@@ -383,25 +409,52 @@ def generate(
     t_redone = t_rereview + (rng.exponential(1.5, n) * DAY_MS).astype(np.int64) + 60_000
 
     B, P, R, D, C = range(5)  # status codes, indexes into STATUSES
-    # Seven transition slots per task: (at, from, to, present).
-    at = np.stack([t_start, t_review, t_done, t_reopen, t_rereview, t_redone, t_cancel], axis=1)
-    frm = np.tile(np.array([B, P, R, D, P, R, B], dtype=np.int8), (n, 1))
-    to = np.tile(np.array([P, R, D, P, R, D, C], dtype=np.int8), (n, 1))
-    present = np.zeros((n, 7), dtype=bool)
+    # Review round trips, between entering review and done, at fixed fractions of that gap.
+    bounces = np.minimum(rng.poisson(rework, n), 3) if rework > 0 else np.zeros(n, np.int64)
+    gap = t_done - t_review
+    bounces = np.where(gap >= 7 * 60_000, bounces, 0)  # >= 1 minute apart: no equal timestamps
+    back = [t_review + gap * (2 * j - 1) // 7 for j in (1, 2, 3)]
+    fwd = [t_review + gap * (2 * j) // 7 for j in (1, 2, 3)]
+    # Transition slots per task, in time order: (at, from, to, present).
+    at = np.stack(
+        [
+            t_start,
+            t_review,
+            back[0],
+            fwd[0],
+            back[1],
+            fwd[1],
+            back[2],
+            fwd[2],
+            t_done,
+            t_reopen,
+            t_rereview,
+            t_redone,
+            t_cancel,
+        ],
+        axis=1,
+    )
+    DONE_SLOT, CANCEL_SLOT = 8, 12
+    frm = np.tile(np.array([B, P, R, P, R, P, R, P, R, D, P, R, B], dtype=np.int8), (n, 1))
+    to = np.tile(np.array([P, R, P, R, P, R, P, R, D, P, R, D, C], dtype=np.int8), (n, 1))
+    present = np.zeros(at.shape, dtype=bool)
     present[:, 0] = ~cancelled & ~skip_backlog
     present[:, 1] = ~cancelled & ~skip_review
-    present[:, 2] = ~cancelled
-    present[:, 3:6] = reopened[:, None]
-    present[:, 6] = cancelled
-    frm[skip_review, 2] = P  # in_progress -> done directly
-    frm[:, 6] = np.where(cancel_from_backlog, B, P)
+    for j in (1, 2, 3):
+        present[:, 2 * j] = present[:, 2 * j + 1] = present[:, 1] & (bounces >= j)
+    present[:, DONE_SLOT] = ~cancelled
+    present[:, DONE_SLOT + 1 : CANCEL_SLOT] = reopened[:, None]
+    present[:, CANCEL_SLOT] = cancelled
+    frm[skip_review, DONE_SLOT] = P  # in_progress -> done directly
+    frm[:, CANCEL_SLOT] = np.where(cancel_from_backlog, B, P)
     present[cancelled & ~cancel_from_backlog, 0] = True  # backlog -> in_progress, then cancel
     present[imported_done | parked] = False
     at = at // 1000 * 1000  # whole seconds, like the API document's examples
     present &= at <= now_ms
 
     initial = np.where(skip_backlog, P, B).astype(np.int8)
-    last_slot = np.where(present.any(axis=1), 6 - np.argmax(present[:, ::-1], axis=1), -1)
+    n_slots = at.shape[1]
+    last_slot = np.where(present.any(axis=1), n_slots - 1 - np.argmax(present[:, ::-1], axis=1), -1)
     status = np.where(last_slot >= 0, to[np.arange(n), np.maximum(last_slot, 0)], initial)
     status = np.where(imported_done, D, status).astype(np.int8)
     last_at = np.where(last_slot >= 0, at[np.arange(n), np.maximum(last_slot, 0)], created)
@@ -467,6 +520,7 @@ def generate(
     vi = rng.integers(0, len(_VERBS), n)
     oi = rng.integers(0, len(_OBJECTS), n)
     ci = rng.integers(0, len(_COMPONENTS), n)
+    qi = rng.integers(0, len(_QUALIFIERS), n)
     hostile = np.full(n, -1, dtype=np.int64)
     if n >= 50:
         picks = rng.choice(
@@ -474,6 +528,7 @@ def generate(
         )
         hostile[picks] = np.arange(len(picks)) % len(HOSTILE_TITLES)
     vi[n_base:], oi[n_base:], ci[n_base:] = vi[twin_of], oi[twin_of], ci[twin_of]
+    qi[n_base:] = qi[twin_of]
     hostile[n_base:] = hostile[twin_of]
 
     # ---- assemble, ordered by creation (the immutable key ids follow) ----------------------
@@ -492,6 +547,7 @@ def generate(
             "verb": vi,
             "obj": oi,
             "comp": ci,
+            "qual": qi,
             "hostile": hostile,
             "status": status,
             "priority": prio,
@@ -524,8 +580,9 @@ def generate(
                 pl.col("obj").replace_strict(dict(enumerate(_OBJECTS)), return_dtype=pl.String),
                 pl.lit("on"),
                 pl.col("comp").replace_strict(dict(enumerate(_COMPONENTS)), return_dtype=pl.String),
+                pl.col("qual").replace_strict(dict(enumerate(_QUALIFIERS)), return_dtype=pl.String),
                 separator=" ",
-            )
+            ).str.strip_chars()
         )
     )
     ws_key = pl.col("workspace_idx").replace_strict(

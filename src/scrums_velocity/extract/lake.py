@@ -315,14 +315,18 @@ class Lake:
             _fsync_dir(d)
         os.rename(tmp, final)
         _fsync_dir(self.snapshots)
-        link_tmp = self.data_dir / f".lake-link-{run_id}"
-        with contextlib.suppress(FileNotFoundError):
-            link_tmp.unlink()
-        os.symlink(os.path.relpath(final, self.data_dir), link_tmp)
-        os.replace(link_tmp, self.link)
-        _fsync_dir(self.data_dir)
+        self.publish(final)
         self.collect_garbage(keep_run=run_id)
         return final
+
+    def publish(self, snapshot: Path) -> None:
+        """Point ``<data-dir>/lake`` at a complete snapshot directory, atomically."""
+        link_tmp = self.data_dir / f".lake-link-{snapshot.name}"
+        with contextlib.suppress(FileNotFoundError):
+            link_tmp.unlink()
+        os.symlink(os.path.relpath(snapshot, self.data_dir), link_tmp)
+        os.replace(link_tmp, self.link)
+        _fsync_dir(self.data_dir)
 
     def _merge_tasks(
         self,

@@ -1,31 +1,29 @@
 -- Tasks the latest complete listing still returned (tasks marked missing_since are excluded
--- everywhere downstream), with their initial status and local creation time.
+-- everywhere downstream), with their initial status (the "from" of their first status change,
+-- else their current status) and local creation time.
 with tasks as (
-    select * from staging.stg_tasks
-),
-
-history as (
-    select * from staging.stg_task_history
-    where change = 'status'
+    select
+        task_id, workspace_id, service_line_id, project_id, title, status, priority,
+        assignee_id, external_id, external_source, created_at, updated_at
+    from staging.stg_tasks
+    where missing_since is null
 ),
 
 first_change as (
-    select
-        task_id,
-        arg_min(from_status, changed_at) as first_from_status
-    from history
-    group by task_id
+    select task_id, from_status as first_from_status, changed_at as first_changed_at
+    from intermediate.int_task_status_changes
+    where entry_no = 1
 ),
 
 final as (
     select
         tasks.*,
         coalesce(first_change.first_from_status, tasks.status) as initial_status,
+        first_change.first_changed_at,
         timezone(getvariable('tz'), tasks.created_at) as created_local,
         tasks.status in ('backlog', 'in_progress', 'in_review') as is_open
     from tasks
     left join first_change using (task_id)
-    where tasks.missing_since is null
 )
 
 select * from final

@@ -1,5 +1,6 @@
 -- Status changes of live tasks, deduplicated, joined to the task's current service line and
--- project (tasks count for their current LIN), in local time, numbered per task.
+-- project (tasks count for their current LIN), in local time, numbered per task, each with the
+-- time of the task's next change (null for its latest).
 with history as (
     select distinct * from staging.stg_task_history
     where change = 'status'
@@ -7,7 +8,8 @@ with history as (
 
 tasks as (
     select task_id, workspace_id, service_line_id, project_id
-    from intermediate.int_live_tasks
+    from staging.stg_tasks
+    where missing_since is null
 ),
 
 joined as (
@@ -29,10 +31,10 @@ joined as (
 final as (
     select
         *,
-        row_number() over (
-            partition by task_id order by changed_at, from_status, to_status
-        ) as entry_no
+        row_number() over per_task as entry_no,
+        lead(changed_at) over per_task as next_changed_at
     from joined
+    window per_task as (partition by task_id order by changed_at, from_status, to_status)
 )
 
 select * from final

@@ -3,41 +3,41 @@
 -- is null while it lasts). The status at time t is the interval containing t: the "to" of the
 -- last change at or before t, else the initial status.
 with tasks as (
-    select task_id, workspace_id, service_line_id, project_id, created_at, initial_status
+    select
+        task_id, workspace_id, service_line_id, project_id, created_at, initial_status,
+        first_changed_at
     from intermediate.int_live_tasks
 ),
 
 changes as (
-    select task_id, changed_at, to_status, entry_no
-    from intermediate.int_task_status_changes
-),
-
-starts as (
-    select task_id, 0 as entry_no, initial_status as status, created_at as valid_from
-    from tasks
-    union all
-    select task_id, entry_no, to_status as status, changed_at as valid_from
-    from changes
-),
-
-intervals as (
     select
-        task_id,
-        entry_no,
-        status,
-        valid_from,
-        lead(valid_from) over (partition by task_id order by entry_no) as valid_to
-    from starts
+        task_id, workspace_id, service_line_id, project_id, entry_no, to_status,
+        changed_at, next_changed_at
+    from intermediate.int_task_status_changes
 ),
 
 final as (
     select
-        intervals.*,
-        tasks.workspace_id,
-        tasks.service_line_id,
-        tasks.project_id
-    from intervals
-    inner join tasks using (task_id)
+        task_id,
+        0 as entry_no,
+        initial_status as status,
+        created_at as valid_from,
+        first_changed_at as valid_to,
+        workspace_id,
+        service_line_id,
+        project_id
+    from tasks
+    union all
+    select
+        task_id,
+        entry_no,
+        to_status as status,
+        changed_at as valid_from,
+        next_changed_at as valid_to,
+        workspace_id,
+        service_line_id,
+        project_id
+    from changes
 )
 
 select * from final

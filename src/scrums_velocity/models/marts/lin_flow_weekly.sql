@@ -1,57 +1,24 @@
--- Flow per service line and week: work in progress at the week's end (status by ASOF join on
--- the history), and cycle, lead and review-time percentiles of the tasks completed that week.
+-- Flow per service line and week: work in progress at the week's end, and cycle, lead and
+-- review-time percentiles of the tasks completed that week.
 with weeks as (
     select * from intermediate.int_lin_weeks
 ),
 
-tasks as (
-    select * from intermediate.int_live_tasks
-    where service_line_id is not null
-),
-
-changes as (
-    select * from intermediate.int_task_status_changes
-),
-
-last_change as (
-    select task_id, max(changed_at) as last_changed_at
-    from changes
-    group by task_id
-),
-
--- After its last change a task keeps its current status, so a closed task can be in progress at
--- a week's end only before its last change: only those (task, week) pairs need the ASOF join.
-candidates as (
-    select
-        weeks.service_line_id,
-        weeks.week_start,
-        weeks.week_end_at,
-        tasks.task_id,
-        tasks.initial_status
-    from weeks
-    inner join tasks
-        on tasks.service_line_id = weeks.service_line_id
-        and tasks.created_at <= weeks.week_end_at
-    left join last_change using (task_id)
-    where tasks.is_open or weeks.week_end_at < last_change.last_changed_at
-),
-
-status_at_week_end as (
-    select
-        candidates.service_line_id,
-        candidates.week_start,
-        coalesce(changes.to_status, candidates.initial_status) as status
-    from candidates
-    asof left join changes
-        on changes.task_id = candidates.task_id
-        and candidates.week_end_at >= changes.changed_at
-),
-
+-- The status at a week's end is the status at the end of its Sunday (next Monday 00:00
+-- local), which lin_status_daily already holds: the "to" of the last status entry at or before
+-- that instant, else the initial status (as-of semantics, over status intervals). The current
+-- week has no Sunday yet: its row shows the status now.
 wip as (
-    select service_line_id, week_start, count(*) as wip_at_week_end
-    from status_at_week_end
-    where status in ('in_progress', 'in_review')
-    group by service_line_id, week_start
+    select weeks.service_line_id, weeks.week_start, sum(daily.tasks) as wip_at_week_end
+    from weeks
+    inner join marts.lin_status_daily as daily
+        on daily.service_line_id = weeks.service_line_id
+        and daily.day = least(
+            weeks.week_start + 6,
+            cast(timezone(getvariable('tz'), getvariable('as_of')::timestamptz) as date)
+        )
+        and daily.status in ('in_progress', 'in_review')
+    group by weeks.service_line_id, weeks.week_start
 ),
 
 closed as (
