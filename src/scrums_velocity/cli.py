@@ -194,6 +194,83 @@ def models_cmd(
         typer.echo(f"{table}\n    {description}")
 
 
+def _parse_week(value: str | None):
+    if value is None:
+        return None
+    from datetime import date
+
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--week must be a date like 2026-11-16; got {value!r}") from None
+
+
+@app.command("report")
+@handle_errors
+def report_cmd(
+    data_dir: Path | None = typer.Option(
+        None, help="Where the warehouse lives [config: data_dir]."
+    ),
+    week: str | None = typer.Option(None, help="Monday of the week (default: latest complete)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="velocity.toml to use."),
+    log_json: bool = typer.Option(False, "--log-json", help="Log JSON lines instead of text."),
+) -> None:
+    """Write the HTML report, the email variant, CSV and Parquet for a week (and each lead's)."""
+    from scrums_velocity.config import load_config
+    from scrums_velocity.report.render import write_report
+
+    setup_logging(log_json)
+    cfg = load_config(config)
+    result = write_report(data_dir or cfg.data_dir, cfg, _parse_week(week))
+    typer.echo(result.summary())
+    typer.echo(f"report: {result.directory / 'index.html'}")
+
+
+@app.command("email")
+@handle_errors
+def email_cmd(
+    data_dir: Path | None = typer.Option(None, help="Where the reports live [config: data_dir]."),
+    week: str | None = typer.Option(None, help="Monday of the week (default: latest report)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="velocity.toml to use."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Write .eml files instead of sending."),
+    log_json: bool = typer.Option(False, "--log-json", help="Log JSON lines instead of text."),
+) -> None:
+    """Email each configured lead the report of their service lines."""
+    from scrums_velocity.config import load_config
+    from scrums_velocity.report.email import send_reports
+
+    setup_logging(log_json)
+    cfg = load_config(config)
+    result = send_reports(cfg, data_dir or cfg.data_dir, _parse_week(week), dry_run=dry_run)
+    typer.echo(result.summary())
+
+
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("check")
+def config_check(
+    config: Path | None = typer.Option(None, "--config", "-c", help="velocity.toml to check."),
+) -> None:
+    """Print the effective configuration (secrets masked) or explain every invalid field."""
+    import json
+
+    from scrums_velocity.config import ConfigInvalid, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigInvalid as exc:
+        typer.echo(f"Error: {exc.problems and str(exc).split(':', 1)[0]} is invalid:", err=True)
+        for problem in exc.problems:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(2) from None
+    except VelocityError as exc:
+        _fail(str(exc), exc.exit_code)
+    typer.echo(f"# effective configuration (from {cfg.source} and the environment)")
+    typer.echo(json.dumps(cfg.masked(), indent=2, default=str))
+
+
 @app.command("mock-api")
 @handle_errors
 def mock_api(

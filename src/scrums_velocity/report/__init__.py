@@ -1,0 +1,1 @@
+"""The reporter: velocity tables and charts as HTML, CSV and Parquet, and the leads' emails."""

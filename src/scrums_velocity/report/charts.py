@@ -1,0 +1,336 @@
+"""Plotly figures of the interactive report, serialised so that no data can break out.
+
+Two layers of safety for text that comes from tasks (ids, titles, project names):
+
+* every label is HTML-escaped before plotly sees it, because plotly renders a subset of HTML in
+  labels (``<b>``, ``<a href>``...);
+* the figure JSON is embedded with ``<``, ``>`` and ``&`` as ``\\u003c``-style escapes, so no string
+  can close the ``<script>`` element that holds it.
+
+Colours follow the Okabe-Ito palette (readable with colour-vision deficiencies); health is always
+also given as a shape and a word.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import timedelta
+
+import plotly.graph_objects as go
+import polars as pl
+
+from scrums_velocity.report.data import ReportData
+
+HEALTH_STYLE = {
+    "at_risk": ("▼", "At risk", "#D55E00"),
+    "watch": ("◆", "Watch", "#E69F00"),
+    "healthy": ("●", "Healthy", "#0072B2"),
+    "insufficient_history": ("○", "New", "#6E6E6E"),
+    "week_in_progress": ("…", "In progress", "#6E6E6E"),
+}
+STATUS_COLOURS = {
+    "backlog": "#BBBBBB",
+    "in_progress": "#56B4E9",
+    "in_review": "#E69F00",
+    "done": "#009E73",
+    "cancelled": "#CC79A7",
+}
+FONT = "system-ui, -apple-system, Segoe UI, Roboto, sans-serif"
+
+
+@dataclass(frozen=True)
+class Chart:
+    id: str
+    title: str
+    caption: str
+    json: str  # safe to place inside a <script> element
+
+
+def esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def safe_json(fig: go.Figure) -> str:
+    text = fig.to_json()
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 420) -> go.Figure:
+    fig.update_layout(
+        title={"text": esc(title), "x": 0, "font": {"size": 16}},
+        xaxis_title=esc(x),
+        yaxis_title=esc(y),
+        font={"family": FONT, "size": 12},
+        height=height,
+        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+        plot_bgcolor="white",
+        legend={"orientation": "h", "y": -0.2},
+    )
+    fig.update_xaxes(showgrid=False, linecolor="#999")
+    fig.update_yaxes(gridcolor="#eee", zeroline=True, zerolinecolor="#999")
+    return fig
+
+
+def _dropdown(fig: go.Figure, labels: list[str], traces_per: int, extra: int = 0) -> None:
+    """A menu showing ``traces_per`` traces per label (plus ``extra`` always-visible ones)."""
+    buttons = []
+    n = len(labels) * traces_per
+    for i, label in enumerate(labels):
+        visible = [i * traces_per <= k < (i + 1) * traces_per for k in range(n)] + [True] * extra
+        buttons.append({"label": esc(label), "method": "update", "args": [{"visible": visible}]})
+    fig.update_layout(
+        updatemenus=[{"buttons": buttons, "x": 1, "xanchor": "right", "y": 1.15, "yanchor": "top"}]
+    )
+
+
+def completions_vs_baseline(data: ReportData) -> Chart:
+    fig = go.Figure()
+    lins = data.table["service_line_id"].to_list()
+    for i, lin in enumerate(lins):
+        rows = data.weekly.filter(pl.col("service_line_id") == lin).sort("week_start")
+        weeks = rows["week_start"].to_list()
+        mean = rows["baseline_mean"].to_list()
+        sd = [s or 0.0 for s in rows["baseline_stddev"].to_list()]
+        upper = [None if m is None else m + s for m, s in zip(mean, sd, strict=True)]
+        lower = [None if m is None else max(0.0, m - s) for m, s in zip(mean, sd, strict=True)]
+        show = i == 0
+        fig.add_trace(
+            go.Scatter(
+                x=weeks,
+                y=upper,
+                mode="lines",
+                line={"width": 0},
+                visible=show,
+                hoverinfo="skip",
+                showlegend=False,
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=weeks,
+                y=lower,
+                mode="lines",
+                line={"width": 0},
+                fill="tonexty",
+                fillcolor="rgba(0,114,178,0.15)",
+                visible=show,
+                name="baseline mean ± 1 sd",
+                hoverinfo="skip",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=weeks,
+                y=mean,
+                mode="lines",
+                line={"color": "#0072B2", "dash": "dash"},
+                name="baseline mean",
+                visible=show,
+            )
+        )
+        colours = [HEALTH_STYLE.get(h, HEALTH_STYLE["healthy"])[2] for h in rows["health"]]
+        fig.add_trace(
+            go.Bar(
+                x=weeks,
+                y=rows["completed"].to_list(),
+                marker_color=colours,
+                name="completed",
+                visible=show,
+                customdata=[esc(HEALTH_STYLE.get(h, ("", h, ""))[1]) for h in rows["health"]],
+                hovertemplate="%{x|%d %b %Y}: %{y} completed (%{customdata})<extra></extra>",
+            )
+        )
+    _dropdown(fig, lins, 4)
+    first = esc(lins[0]) if lins else ""
+    _layout(
+        fig,
+        f"Weekly completions against baseline: {first} (pick a LIN)",
+        "Week (starting Monday)",
+        "Tasks completed per week",
+    )
+    return Chart(
+        "completions",
+        "Weekly completions against baseline",
+        "Bars: tasks completed each week, coloured by health. Band: baseline mean ± one "
+        "standard deviation of the previous weeks.",
+        safe_json(fig),
+    )
+
+
+def ratio_heatmap(data: ReportData) -> Chart:
+    lins = data.table["service_line_id"].to_list()
+    weeks = sorted(set(data.weekly["week_start"].to_list()))
+    lookup = {
+        (r["service_line_id"], r["week_start"]): r["velocity_ratio"]
+        for r in data.weekly.iter_rows(named=True)
+    }
+    z = [[lookup.get((lin, w)) for w in weeks] for lin in lins]
+    text = [["" if v is None else f"{v:.2f}" for v in row] for row in z]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=weeks,
+            y=[esc(lin) for lin in lins],
+            text=text,
+            texttemplate="%{text}",
+            colorscale=[[0, "#D55E00"], [0.5, "#F7F7F7"], [1, "#0072B2"]],
+            zmin=0,
+            zmid=1,
+            zmax=2,
+            colorbar={"title": {"text": "ratio"}},
+            hoverongaps=False,
+            hovertemplate="%{y}, week of %{x|%d %b}: ratio %{z:.2f}<extra></extra>",
+        )
+    )
+    _layout(
+        fig,
+        "Velocity ratio (completed / baseline mean) by LIN and week",
+        "Week (starting Monday)",
+        "Service line",
+        height=max(320, 24 * len(lins) + 140),
+    )
+    fig.update_yaxes(autorange="reversed", type="category")
+    return Chart(
+        "heatmap",
+        "Velocity ratio heatmap",
+        "1.0 is the LIN's usual rate; orange below, blue above; blank where there is not "
+        "enough history yet. Each cell shows its value.",
+        safe_json(fig),
+    )
+
+
+def cycle_lead_times(data: ReportData) -> Chart:
+    recent = data.flow.filter(
+        pl.col("week_start") > data.week - timedelta(weeks=data.baseline_weeks)
+    )
+    per_lin = recent.group_by("service_line_id").agg(
+        pl.col("cycle_time_p50_hours").median().alias("cycle_p50"),
+        pl.col("cycle_time_p85_hours").median().alias("cycle_p85"),
+        pl.col("lead_time_p50_hours").median().alias("lead_p50"),
+        pl.col("lead_time_p85_hours").median().alias("lead_p85"),
+    )
+    order = data.table.select("service_line_id").join(per_lin, on="service_line_id", how="left")
+    x = [esc(v) for v in order["service_line_id"]]
+    fig = go.Figure()
+    for col, name, colour in (
+        ("cycle_p50", "cycle time p50", "#56B4E9"),
+        ("cycle_p85", "cycle time p85", "#0072B2"),
+        ("lead_p50", "lead time p50", "#F0E442"),
+        ("lead_p85", "lead time p85", "#E69F00"),
+    ):
+        days = [None if v is None else v / 24 for v in order[col].to_list()]
+        fig.add_trace(
+            go.Bar(
+                x=x,
+                y=days,
+                name=name,
+                marker_color=colour,
+                hovertemplate="%{x}: %{y:.1f} days<extra>" + name + "</extra>",
+            )
+        )
+    _layout(
+        fig,
+        "Cycle and lead time percentiles "
+        f"(median of weekly values, last {data.baseline_weeks} weeks)",
+        "Service line",
+        "Days",
+    )
+    fig.update_layout(barmode="group")
+    return Chart(
+        "times",
+        "Cycle and lead times",
+        "Cycle time: first in progress to done. Lead time: created to done. p85: 85% of "
+        "tasks finished faster.",
+        safe_json(fig),
+    )
+
+
+def cumulative_flow(data: ReportData) -> Chart:
+    fig = go.Figure()
+    statuses = [s for s in STATUS_COLOURS if s in set(data.daily["status"].to_list())]
+    groups = [("All service lines", data.daily)] + [
+        (lin, data.daily.filter(pl.col("service_line_id") == lin))
+        for lin in data.table["service_line_id"].to_list()
+    ]
+    for i, (_, frame) in enumerate(groups):
+        totals = frame.group_by("day", "status").agg(pl.col("tasks").sum()).sort("day")
+        # stacked bottom-up: done first, backlog on top, as cumulative flow diagrams are drawn
+        for status in reversed(statuses):
+            part = totals.filter(pl.col("status") == status)
+            fig.add_trace(
+                go.Scatter(
+                    x=part["day"].to_list(),
+                    y=part["tasks"].to_list(),
+                    name=status.replace("_", " "),
+                    stackgroup="one",
+                    mode="lines",
+                    line={"width": 0.5, "color": STATUS_COLOURS[status]},
+                    visible=i == 0,
+                    legendgroup=status,
+                    showlegend=True,
+                    hovertemplate="%{x|%d %b}: %{y} "
+                    + status.replace("_", " ")
+                    + "<extra></extra>",
+                )
+            )
+    _dropdown(fig, [g[0] for g in groups], len(statuses))
+    _layout(fig, "Cumulative flow: tasks by status at the end of each day", "Day", "Tasks")
+    return Chart(
+        "cfd",
+        "Cumulative flow",
+        "Widening bands mean work piles up in that status; a flat done band means nothing "
+        "is finishing. Pick a LIN from the menu.",
+        safe_json(fig),
+    )
+
+
+def aging_wip(data: ReportData) -> Chart:
+    aging = data.aging.filter(pl.col("status") != "backlog")
+    fig = go.Figure()
+    for exceeds, name, colour, symbol in (
+        (False, "within the LIN's p85 cycle time", "#0072B2", "circle"),
+        (True, "older than the LIN's p85 cycle time", "#D55E00", "x"),
+    ):
+        part = aging.filter(pl.col("exceeds_p85").fill_null(False) == exceeds)
+        fig.add_trace(
+            go.Scatter(
+                x=[esc(v) for v in part["service_line_id"]],
+                y=(part["age_hours"] / 24).to_list(),
+                mode="markers",
+                name=name,
+                marker={"color": colour, "symbol": symbol, "size": 7, "opacity": 0.7},
+                customdata=[
+                    [esc(t), esc(s.replace("_", " "))]
+                    for t, s in zip(part["task_id"], part["status"], strict=True)
+                ],
+                hovertemplate="%{customdata[0]} (%{customdata[1]}): %{y:.1f} days<extra></extra>",
+            )
+        )
+    _layout(
+        fig,
+        "Aging work in progress: days since started, per open task",
+        "Service line",
+        "Age (days)",
+    )
+    return Chart(
+        "aging",
+        "Aging work in progress",
+        "Each mark is a started, unfinished task. Crosses have been open longer than 85% "
+        "of the LIN's recently completed tasks took.",
+        safe_json(fig),
+    )
+
+
+def all_charts(data: ReportData) -> list[Chart]:
+    charts = [
+        completions_vs_baseline(data),
+        ratio_heatmap(data),
+        cycle_lead_times(data),
+        cumulative_flow(data),
+        aging_wip(data),
+    ]
+    from scrums_velocity.report import forecast_charts
+
+    charts += forecast_charts.charts(data)
+    return charts

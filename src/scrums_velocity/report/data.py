@@ -1,0 +1,177 @@
+"""What a report shows, read from the warehouse's marts (read-only) into polars frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from scrums_velocity.errors import ReportError
+from scrums_velocity.models.query import connect_read_only
+
+HEALTH_ORDER = {"at_risk": 0, "watch": 1, "insufficient_history": 2, "healthy": 3}
+SPARK_WEEKS = 12
+HISTORY_WEEKS = 26
+CFD_DAYS = 84
+
+
+@dataclass
+class ReportData:
+    week: date
+    is_latest_week: bool
+    as_of: datetime
+    timezone: str
+    baseline_weeks: int
+    table: pl.DataFrame  # one row per LIN for the report week
+    weekly: pl.DataFrame  # lin_velocity_weekly, complete weeks up to the report week
+    flow: pl.DataFrame
+    daily: pl.DataFrame
+    aging: pl.DataFrame
+    data_quality: pl.DataFrame
+    duplicates: pl.DataFrame
+    forecast: pl.DataFrame | None = None
+    signals: pl.DataFrame | None = None
+    calibration: pl.DataFrame | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        vc = self.table["health"].value_counts()
+        got = dict(zip(vc["health"], vc["count"], strict=True))
+        return {h: int(got.get(h, 0)) for h in HEALTH_ORDER}
+
+    def for_lins(self, lins: set[str]) -> ReportData:
+        """The same report restricted to some service lines (a lead's)."""
+
+        def keep(df: pl.DataFrame | None) -> pl.DataFrame | None:
+            if df is None or "service_line_id" not in df.columns:
+                return df
+            return df.filter(pl.col("service_line_id").is_in(sorted(lins)))
+
+        return ReportData(
+            week=self.week,
+            is_latest_week=self.is_latest_week,
+            as_of=self.as_of,
+            timezone=self.timezone,
+            baseline_weeks=self.baseline_weeks,
+            table=keep(self.table),
+            weekly=keep(self.weekly),
+            flow=keep(self.flow),
+            daily=keep(self.daily),
+            aging=keep(self.aging),
+            data_quality=keep(self.data_quality).filter(pl.col("service_line_id").is_not_null()),
+            duplicates=keep(self.duplicates),
+            forecast=keep(self.forecast),
+            signals=keep(self.signals),
+            calibration=keep(self.calibration),
+        )
+
+
+def _table(con, name: str) -> pl.DataFrame:
+    return con.table(name).pl()
+
+
+def _optional(con, name: str) -> pl.DataFrame | None:
+    """A mart that older warehouses may lack."""
+    try:
+        return con.table(name).pl()
+    except duckdb.CatalogException:
+        return None
+
+
+def load_report_data(data_dir: Path, week: date | None = None) -> ReportData:
+    con = connect_read_only(data_dir)
+    try:
+        info = _table(con, "marts.build_info").row(0, named=True)
+        weekly_all = _table(con, "marts.lin_velocity_weekly")
+        latest = _table(con, "marts.lin_velocity_latest")
+        flow = _table(con, "marts.lin_flow_weekly")
+        daily = _table(con, "marts.lin_status_daily")
+        aging = _table(con, "marts.lin_aging_wip")
+        dq = _table(con, "marts.data_quality")
+        dups = _table(con, "marts.dq_probable_duplicates")
+        forecast = _optional(con, "marts.lin_forecast")
+        signals = _optional(con, "marts.lin_velocity_signals")
+        calibration = _optional(con, "marts.lin_forecast_backtest")
+    finally:
+        con.close()
+    complete = weekly_all.filter(pl.col("week_complete"))
+    if complete.is_empty():
+        raise ReportError("the warehouse has no complete week yet: nothing to report")
+    latest_week = complete["week_start"].max()
+    if week is None:
+        week = latest_week
+    elif week.weekday() != 0:
+        raise ReportError(f"--week {week} is not a Monday (weeks start on Monday)")
+    elif week not in set(complete["week_start"].to_list()):
+        raise ReportError(
+            f"--week {week} is not a complete week in the warehouse "
+            f"(complete weeks: {complete['week_start'].min()} to {latest_week})"
+        )
+    is_latest = week == latest_week
+    upto = complete.filter(pl.col("week_start") <= week)
+    window = upto.filter(pl.col("week_start") > week - timedelta(weeks=HISTORY_WEEKS))
+    sparks = (
+        upto.filter(pl.col("week_start") > week - timedelta(weeks=SPARK_WEEKS))
+        .sort("week_start")
+        .group_by("service_line_id", maintain_order=True)
+        .agg(pl.col("completed").alias("spark"))
+    )
+    this_week = upto.filter(pl.col("week_start") == week)
+    streak = _streaks(upto, week)
+    table = (
+        this_week.join(sparks, on="service_line_id", how="left")
+        .join(streak, on="service_line_id", how="left")
+        .with_columns(pl.col("health").replace_strict(HEALTH_ORDER, default=9).alias("_order"))
+    )
+    if is_latest:
+        wtd = latest.select("service_line_id", "wtd_completed", "wtd_expected", "wtd_ratio")
+        table = table.join(wtd, on="service_line_id", how="left")
+    else:
+        table = table.with_columns(
+            pl.lit(None, dtype=pl.Int64).alias("wtd_completed"),
+            pl.lit(None, dtype=pl.Float64).alias("wtd_expected"),
+            pl.lit(None, dtype=pl.Float64).alias("wtd_ratio"),
+        )
+    table = table.sort(["_order", "velocity_ratio", "service_line_id"], nulls_last=True).drop(
+        "_order"
+    )
+    week_end = week + timedelta(days=6)
+    return ReportData(
+        week=week,
+        is_latest_week=is_latest,
+        as_of=info["as_of"],
+        timezone=info["timezone"],
+        baseline_weeks=info["baseline_weeks"],
+        table=table,
+        weekly=window,
+        flow=flow.filter((pl.col("week_start") <= week) & pl.col("week_complete")),
+        daily=daily.filter(
+            (pl.col("day") <= week_end) & (pl.col("day") > week_end - timedelta(days=CFD_DAYS))
+        ),
+        aging=aging.sort("age_hours", descending=True),
+        data_quality=dq,
+        duplicates=dups,
+        forecast=forecast,
+        signals=signals.filter(pl.col("week_start") <= week) if signals is not None else None,
+        calibration=calibration,
+    )
+
+
+def _streaks(weekly: pl.DataFrame, week: date) -> pl.DataFrame:
+    """Per LIN: how many weeks up to ``week`` in a row had the same health, and since when."""
+    ordered = weekly.sort("service_line_id", "week_start", descending=[False, True])
+    current = ordered.filter(pl.col("week_start") == week).select(
+        "service_line_id", pl.col("health").alias("_now")
+    )
+    return (
+        ordered.join(current, on="service_line_id")
+        .with_columns(
+            (pl.col("health") != pl.col("_now")).cum_sum().over("service_line_id").alias("_b")
+        )
+        .filter(pl.col("_b") == 0)
+        .group_by("service_line_id")
+        .agg(pl.len().alias("weeks_in_health"), pl.col("week_start").min().alias("health_since"))
+    )

@@ -1,0 +1,390 @@
+"""Render and write the report: ``index.html``, ``email.html``, ``velocity.csv`` and
+``velocity.parquet`` under ``<data-dir>/reports/<week>/``, and one report per lead under
+``leads/<slug>/``.
+
+All task-derived text reaches HTML through Jinja2 with autoescaping on (and chart labels through
+:mod:`charts`). A report directory is written beside the old one and swapped in whole, so a killed
+run leaves the last good report in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import polars as pl
+from markupsafe import Markup
+from plotly.offline import get_plotlyjs
+
+from scrums_velocity import __version__
+from scrums_velocity.config import Config, Lead
+from scrums_velocity.errors import ReportError
+from scrums_velocity.observe import event
+from scrums_velocity.report.charts import HEALTH_STYLE, all_charts
+from scrums_velocity.report.data import SPARK_WEEKS, ReportData, load_report_data
+
+AGING_LIMIT = 25
+DUPLICATES_LIMIT = 10
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("scrums_velocity.report", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=False,
+)
+
+
+@dataclass
+class ReportResult:
+    directory: Path
+    week: date
+    files: dict[str, Path] = field(default_factory=dict)
+    leads: dict[str, Path] = field(default_factory=dict)  # lead email -> their directory
+    sizes: dict[str, int] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    def summary(self) -> str:
+        sizes = ", ".join(f"{k} {v / 1024:.0f} KiB" for k, v in self.sizes.items())
+        return (
+            f"report for the week of {self.week} in {self.directory} ({sizes}); "
+            f"{len(self.leads)} lead reports; {self.duration_s:.1f} s"
+        )
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def sparkline_svg(values: list[int]) -> Markup:
+    """A tiny inline SVG of weekly completions (numbers only: nothing to escape)."""
+    if not values:
+        return Markup("")
+    w, h, top = 96, 22, max(max(values), 1)
+    step = w / max(len(values) - 1, 1)
+    points = " ".join(
+        f"{i * step:.1f},{h - 2 - (v / top) * (h - 4):.1f}" for i, v in enumerate(values)
+    )
+    last_x, last_y = points.split(" ")[-1].split(",")
+    return Markup(  # noqa: S704 - built from numbers only, nothing from task data
+        f'<svg width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
+        f'aria-label="weekly completions: {", ".join(str(int(v)) for v in values)}">'
+        f'<polyline fill="none" stroke="#0072B2" stroke-width="1.5" points="{points}"/>'
+        f'<circle cx="{last_x}" cy="{last_y}" r="2" fill="#0072B2"/></svg>'
+    )
+
+
+def sparkline_text(values: list[int]) -> str:
+    if not values:
+        return ""
+    top = max(max(values), 1)
+    return "".join(_BLOCKS[min(7, round(v / top * 7))] for v in values)
+
+
+def _rows(data: ReportData) -> list[dict[str, Any]]:
+    out = []
+    for r in data.table.iter_rows(named=True):
+        symbol, label, colour = HEALTH_STYLE.get(r["health"], ("?", r["health"], "#6E6E6E"))
+        ratio = r["velocity_ratio"]
+        spark = [int(v) for v in (r.get("spark") or [])]
+        wtd = None
+        if r.get("wtd_completed") is not None:
+            wtd = f"{r['wtd_completed']}" + (
+                f" of ~{r['wtd_expected']:.1f}" if r.get("wtd_expected") is not None else ""
+            )
+        out.append(
+            {
+                "service_line_id": r["service_line_id"],
+                "workspace_id": r["workspace_id"],
+                "symbol": symbol,
+                "label": label,
+                "colour": colour,
+                "health": r["health"],
+                "since": _since(r),
+                "completed": r["completed"],
+                "baseline_mean": _fmt(r["baseline_mean"]),
+                "ratio": _fmt(ratio, 2),
+                "bar_pct": 0 if ratio is None else max(1, min(100, round(ratio / 2 * 100))),
+                "sparkline": sparkline_svg(spark),
+                "spark_text": sparkline_text(spark),
+                "spark": spark,
+                "wtd": wtd or "–",
+            }
+        )
+    return out
+
+
+def _since(r: dict[str, Any]) -> str:
+    n = r.get("weeks_in_health")
+    if not n:
+        return "–"
+    return f"{n} week{'s' if n != 1 else ''} (since {r['health_since']:%d %b})"
+
+
+def _callouts(data: ReportData) -> list[str]:
+    dq = data.data_quality
+    out = []
+
+    def total(check: str) -> dict[str, Any] | None:
+        rows = dq.filter(
+            (pl.col("check_name") == check)
+            & pl.col("workspace_id").is_null()
+            & pl.col("service_line_id").is_null()
+        )
+        return rows.row(0, named=True) if rows.height else None
+
+    if (t := total("unlinked_tasks")) and t["count"]:
+        out.append(
+            f"{t['count']} tasks ({t['share']:.1%}) have no service line: they are invisible "
+            "to velocity. Set service_line_id on them."
+        )
+    dup_count = data.duplicates.height
+    if dup_count:
+        out.append(
+            f"{dup_count} probable duplicates: the same title created in an external tool "
+            "and directly in Scrums within 7 days."
+        )
+    if (t := total("agent_share_of_status_changes")) and t["total"]:
+        out.append(f"Agents (AGT-*) made {t['share']:.0%} of {t['total']} status changes.")
+    if (t := total("done_without_history")) and t["count"]:
+        out.append(
+            f"{t['count']} done tasks have no status history; their completion date is their "
+            "last update."
+        )
+    if (t := total("missing_tasks")) and t["count"]:
+        out.append(
+            f"{t['count']} tasks are no longer returned by the API; they are kept but not counted."
+        )
+    stale = data.aging.filter(
+        pl.col("exceeds_p85").fill_null(False) & (pl.col("age_basis") == "since_created")
+    ).height
+    if stale:
+        out.append(
+            f"{stale} backlog tasks have waited longer than 85% of their LIN's recent tasks "
+            "took from creation to done."
+        )
+    rejected = dq.filter(pl.col("check_name") == "rejected_records")["count"].sum()
+    if rejected:
+        out.append(
+            f"{rejected} API records could not be parsed and were quarantined "
+            "(see the rejects dataset)."
+        )
+    unknown = dq.filter(pl.col("check_name") == "unknown_statuses")
+    for r in unknown.iter_rows(named=True):
+        out.append(f"{r['count']} tasks have an undocumented status {r['item']!r}.")
+    if not out:
+        out.append("No data-quality issues found.")
+    return out
+
+
+def _context(
+    data: ReportData, config: Config, audience: str | None, warehouse: Path
+) -> dict[str, Any]:
+    from scrums_velocity.report.forecast_view import forecast_rows
+
+    aging = data.aging.filter(
+        pl.col("exceeds_p85").fill_null(False) & (pl.col("age_basis") == "since_started")
+    ).head(AGING_LIMIT)
+    rows = _rows(data)
+    frows, calibration, trials = forecast_rows(data)
+    return {
+        "week_label": f"{data.week:%d %b %Y}",
+        "audience": audience,
+        "timezone": data.timezone,
+        "as_of": f"{data.as_of:%Y-%m-%d %H:%M %Z}",
+        "baseline_weeks": data.baseline_weeks,
+        "counts": data.counts,
+        "styles": HEALTH_STYLE,
+        "thresholds": config.health,
+        "rows": rows,
+        "show_wtd": data.is_latest_week,
+        "spark_weeks": SPARK_WEEKS,
+        "aging_limit": AGING_LIMIT,
+        "aging_rows": [
+            {
+                "task_id": a["task_id"],
+                "service_line_id": a["service_line_id"],
+                "status": a["status"].replace("_", " "),
+                "title": a["title"] or "",
+                "age": _fmt(a["age_hours"] / 24),
+                "p85": _fmt((a["reference_p85_hours"] or 0) / 24),
+            }
+            for a in aging.iter_rows(named=True)
+        ],
+        "callouts": _callouts(data),
+        "duplicates": [
+            {
+                "service_line_id": d["service_line_id"],
+                "bound": d["bound_task_id"],
+                "unbound": d["unbound_task_id"],
+                "title": d["bound_title"],
+                "hours": _fmt(d["hours_apart"], 0),
+            }
+            for d in data.duplicates.head(DUPLICATES_LIMIT).iter_rows(named=True)
+        ],
+        "forecast_rows": frows,
+        "calibration_text": calibration,
+        "forecast_trials": trials,
+        "version": __version__,
+        "generated_at": f"{datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
+        "warehouse": warehouse.name,
+    }
+
+
+def render(
+    data: ReportData,
+    config: Config,
+    *,
+    audience: str | None = None,
+    warehouse: Path = Path("warehouse.duckdb"),
+    plotly_js: str | None = None,
+) -> dict[str, str]:
+    """The report's three texts: ``index.html``, ``email.html`` and the plain-text summary."""
+    ctx = _context(data, config, audience, warehouse)
+    index = _env.get_template("index.html.j2").render(
+        **ctx,
+        charts=all_charts(data),
+        plotly_js=Markup(plotly_js or get_plotlyjs()),  # noqa: S704 - plotly.js itself
+    )
+    email = _env.get_template("email.html.j2").render(**ctx)
+    # text/plain: HTML-escaping would corrupt it, and no client renders it as HTML
+    plain = jinja2.Environment(
+        autoescape=False,  # noqa: S701
+        undefined=jinja2.StrictUndefined,
+        loader=_env.loader,
+    )
+    text = plain.get_template("summary.txt.j2").render(**ctx)
+    return {"index.html": index, "email.html": email, "summary.txt": text}
+
+
+def _table_frame(data: ReportData) -> pl.DataFrame:
+    cols = [
+        "service_line_id",
+        "workspace_id",
+        "week_start",
+        "health",
+        "weeks_in_health",
+        "health_since",
+        "completed",
+        "cancelled",
+        "reopened",
+        "baseline_weeks",
+        "baseline_mean",
+        "baseline_median",
+        "baseline_stddev",
+        "velocity_ratio",
+        "p_value_below",
+        "wtd_completed",
+        "wtd_expected",
+        "wtd_ratio",
+        "spark",
+    ]
+    return data.table.select(cols).rename({"spark": f"completed_last_{SPARK_WEEKS}_weeks"})
+
+
+def _write_dir(directory: Path, texts: dict[str, str], data: ReportData) -> dict[str, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, text in texts.items():
+        path = directory / name
+        path.write_text(text, encoding="utf-8")
+        files[name] = path
+    frame = _table_frame(data)
+    frame.write_parquet(directory / "velocity.parquet")
+    spark_col = f"completed_last_{SPARK_WEEKS}_weeks"
+    frame.with_columns(pl.col(spark_col).cast(pl.List(pl.String)).list.join(" ")).write_csv(
+        directory / "velocity.csv"
+    )
+    files["velocity.parquet"] = directory / "velocity.parquet"
+    files["velocity.csv"] = directory / "velocity.csv"
+    return files
+
+
+def lead_slug(lead: Lead) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", lead.email.lower()).strip("-")
+
+
+def write_report(data_dir: Path, config: Config, week: date | None = None) -> ReportResult:
+    """``velocity report``: render the week's report (and each lead's) and swap it in."""
+    t0 = time.monotonic()
+    data = load_report_data(data_dir, week)
+    reports = data_dir / "reports"
+    final = reports / data.week.isoformat()
+    tmp = reports / f".{data.week.isoformat()}.{os.getpid()}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    plotly_js = get_plotlyjs()
+    warehouse = data_dir / "warehouse.duckdb"
+    result = ReportResult(final, data.week)
+    try:
+        files = _write_dir(
+            tmp, render(data, config, warehouse=warehouse, plotly_js=plotly_js), data
+        )
+        known = set(data.table["service_line_id"].to_list())
+        for lead in config.leads:
+            mine = set(lead.service_lines) & known
+            if not mine:
+                event(
+                    "report.lead_without_lins",
+                    lead=lead.email,
+                    service_lines=",".join(lead.service_lines),
+                )
+            sub = data.for_lins(set(lead.service_lines))
+            lead_dir = tmp / "leads" / lead_slug(lead)
+            _write_dir(
+                lead_dir,
+                render(sub, config, audience=lead.name, warehouse=warehouse, plotly_js=plotly_js),
+                sub,
+            )
+            result.leads[lead.email] = final / "leads" / lead_slug(lead)
+        _swap_in(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ReportError(f"cannot write the report to {final}: {exc.strerror or exc}") from None
+    result.files = {name: final / path.name for name, path in files.items()}
+    result.sizes = {n: (final / n).stat().st_size for n in ("index.html", "email.html")}
+    result.duration_s = time.monotonic() - t0
+    event(
+        "report.done",
+        week=str(data.week),
+        directory=str(final),
+        leads=len(result.leads),
+        index_kib=result.sizes["index.html"] // 1024,
+        email_kib=result.sizes["email.html"] // 1024,
+    )
+    return result
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Make ``final`` (a symlink) point at the complete directory ``tmp``, atomically.
+
+    ``reports/<week>`` is a link to ``reports/.versions/<week>-<stamp>``: readers see the old
+    report or the new one, never a gap. Older versions of the week are removed afterwards.
+    """
+    versions = final.parent / ".versions"
+    versions.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    target = versions / f"{final.name}-{stamp}"
+    os.rename(tmp, target)
+    if final.exists() and not final.is_symlink():  # a report directory from before versions
+        shutil.rmtree(final)
+    link_tmp = final.with_name(f".{final.name}.link.{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        link_tmp.unlink()
+    os.symlink(os.path.relpath(target, final.parent), link_tmp)
+    os.replace(link_tmp, final)
+    for old in versions.glob(f"{final.name}-*"):
+        if old != target:
+            shutil.rmtree(old, ignore_errors=True)
