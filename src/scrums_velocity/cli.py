@@ -261,7 +261,7 @@ def config_check(
     try:
         cfg = load_config(config)
     except ConfigInvalid as exc:
-        typer.echo(f"Error: {exc.problems and str(exc).split(':', 1)[0]} is invalid:", err=True)
+        typer.echo(f"Error: {exc.path} is invalid:", err=True)
         for problem in exc.problems:
             typer.echo(f"  {problem}", err=True)
         raise typer.Exit(2) from None

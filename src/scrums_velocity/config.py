@@ -9,11 +9,20 @@ file is accepted but discouraged), the SMTP password from the variable ``smtp.pa
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from scrums_velocity.errors import ConfigError
 
@@ -23,6 +32,26 @@ _LIN = r"^LIN-\d{2}-\d{6}$"
 _WS = r"^WS-\d{2}-\d{6}$"
 
 
+def _id_of(prefix: str, pattern: str):
+    def check(value: str) -> str:
+        if not re.match(pattern, value):
+            raise ValueError(f"{value!r} is not a {prefix}-YY-NNNNNN id")
+        return value
+
+    return AfterValidator(check)
+
+
+def _email(value: str) -> str:
+    if not re.match(_EMAIL, value):
+        raise ValueError(f"{value!r} is not an email address")
+    return value
+
+
+Email = Annotated[str, AfterValidator(_email)]
+WorkspaceId = Annotated[str, _id_of("WS", _WS)]
+ServiceLineId = Annotated[str, _id_of("LIN", _LIN)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -30,8 +59,10 @@ class _Strict(BaseModel):
 class ApiConfig(_Strict):
     url: str | None = Field(None, description="Base URL of the Tasks API (env SCRUMS_API_URL)")
     token: SecretStr | None = Field(None, description="Prefer the SCRUMS_API_TOKEN variable")
-    workspaces: list[str] = Field(default_factory=list)
-    service_lines: list[str] = Field(default_factory=list, description="narrow the listing")
+    workspaces: list[WorkspaceId] = Field(default_factory=list)
+    service_lines: list[ServiceLineId] = Field(
+        default_factory=list, description="narrow the listing"
+    )
     projects: list[str] = Field(default_factory=list, description="narrow the listing")
     concurrency: int = Field(16, ge=1, le=256)
     max_rps: float | None = Field(None, gt=0)
@@ -39,15 +70,6 @@ class ApiConfig(_Strict):
     deadline_s: float = Field(30.0, gt=0)
     max_attempts: int = Field(6, ge=1)
     allow_http: bool = False
-
-    @model_validator(mode="after")
-    def _ids(self) -> ApiConfig:
-        import re
-
-        for ws in self.workspaces:
-            if not re.match(_WS, ws):
-                raise ValueError(f"workspaces: {ws!r} is not a WS-YY-NNNNNN id")
-        return self
 
 
 class ModelConfig(_Strict):
@@ -70,17 +92,8 @@ class HealthConfig(_Strict):
 
 class Lead(_Strict):
     name: str = Field(min_length=1)
-    email: str = Field(pattern=_EMAIL)
-    service_lines: list[str] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _lins(self) -> Lead:
-        import re
-
-        for lin in self.service_lines:
-            if not re.match(_LIN, lin):
-                raise ValueError(f"service_lines: {lin!r} is not a LIN-YY-NNNNNN id")
-        return self
+    email: Email
+    service_lines: list[ServiceLineId] = Field(min_length=1)
 
 
 class SmtpConfig(_Strict):
@@ -127,6 +140,7 @@ def _errors(exc: ValidationError) -> list[str]:
 
 class ConfigInvalid(ConfigError):
     def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
         self.problems = problems
         more = (
             f" (+{len(problems) - 1} more; run 'velocity config check')"
