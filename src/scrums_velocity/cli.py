@@ -271,6 +271,61 @@ def config_check(
     typer.echo(json.dumps(cfg.masked(), indent=2, default=str))
 
 
+@app.command("nightly")
+@handle_errors
+def nightly_cmd(
+    config: Path | None = typer.Option(None, "--config", "-c", help="velocity.toml to use."),
+    data_dir: Path | None = typer.Option(None, help="Overrides data_dir of the configuration."),
+    email_dry_run: bool = typer.Option(False, "--email-dry-run", help="Write .eml files instead."),
+    strict: bool = typer.Option(False, "--strict", help="Fail when any API record is rejected."),
+    log_json: bool = typer.Option(False, "--log-json", help="Log JSON lines instead of text."),
+) -> None:
+    """Extract, build, report and email, for cron. Exit codes: see the README."""
+    from scrums_velocity.config import load_config
+    from scrums_velocity.nightly import run_nightly
+
+    setup_logging(log_json)
+    cfg = load_config(config)
+    if data_dir is not None:
+        cfg = cfg.model_copy(update={"data_dir": data_dir})
+    result = run_nightly(cfg, email_dry_run=email_dry_run, strict=strict)
+    typer.echo(result.summary())
+
+
+@app.command("demo")
+@handle_errors
+def demo_cmd(
+    data_dir: Path = typer.Option(Path("data/demo"), help="Where the demo writes everything."),
+    tasks: int = typer.Option(10_000, min=100, help="Synthetic tasks served by the demo API."),
+    seed: int = typer.Option(7, help="Seed of the synthetic data."),
+) -> None:
+    """Run the whole pipeline against the built-in API server and its synthetic data."""
+    from scrums_velocity.demo import run_demo
+
+    setup_logging(False, level=30)  # warnings only: the demo prints its own summary
+    typer.echo(f"Starting the mock Tasks API with {tasks} synthetic tasks on 127.0.0.1 ...")
+    result = run_demo(data_dir, tasks=tasks, seed=seed)
+    n = result.nightly
+    typer.echo(n.summary())
+    for stage in ("extract", "build", "report", "email"):
+        if stage in n.messages:
+            typer.echo(f"  {stage}: {n.messages[stage]}")
+    typer.echo("")
+    typer.echo(f"report:    {n.report_dir / 'index.html'}   (open it in a browser)")
+    typer.echo(f"email:     {n.report_dir / 'email.html'} and {n.report_dir / 'outbox'}/*.eml")
+    typer.echo(
+        f"warehouse: {data_dir / 'warehouse.duckdb'}   (velocity query --data-dir {data_dir} ...)"
+    )
+    typer.echo(f"lake:      {data_dir / 'lake'}")
+    typer.echo("")
+    typer.echo("Furthest below baseline (latest complete week):")
+    for r in result.slowest.iter_rows(named=True):
+        typer.echo(
+            f"  {r['service_line_id']}  {r['health']:<9} {r['completed']:>3} done vs usual "
+            f"{r['baseline_mean']:.1f}  (ratio {r['velocity_ratio']:.2f})"
+        )
+
+
 @app.command("mock-api")
 @handle_errors
 def mock_api(

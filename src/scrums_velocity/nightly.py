@@ -1,0 +1,180 @@
+"""``velocity nightly``: extract → build → report → email, as one command for cron.
+
+The data dir is locked for the whole run (a second run exits with "already running"). A failed
+stage stops the later ones; the lake, warehouse and report of the last good run stay in place
+(each stage swaps its output in atomically). Every stage's outcome is recorded in the lake's run
+manifest as one ``nightly`` row, whatever happened.
+
+Exit codes (from :mod:`errors`): 0 success, 2 configuration, 3 already running, 4 API failure,
+5 extraction problems (rejects under --strict), 6 build or data test failure, 7 report failure,
+8 email failure.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from scrums_velocity.config import Config
+from scrums_velocity.errors import ConfigError, VelocityError
+from scrums_velocity.extract.client import ClientSettings
+from scrums_velocity.extract.lake import Lake
+from scrums_velocity.extract.run import ExtractOptions, extract
+from scrums_velocity.lock import data_dir_lock
+from scrums_velocity.models.runner import BuildSettings, build
+from scrums_velocity.observe import event
+from scrums_velocity.report.email import send_reports
+from scrums_velocity.report.render import write_report
+
+STAGES = ("extract", "build", "report", "email")
+
+
+@dataclass
+class NightlyResult:
+    stages: dict[str, str] = field(default_factory=dict)  # stage -> succeeded | failed | skipped
+    messages: dict[str, str] = field(default_factory=dict)
+    failed_stage: str | None = None
+    error: VelocityError | None = None
+    report_dir: Path | None = None
+    duration_s: float = 0.0
+
+    def summary(self) -> str:
+        parts = [f"{s} {self.stages.get(s, 'not run')}" for s in STAGES]
+        return f"nightly: {', '.join(parts)} in {self.duration_s:.1f} s"
+
+
+def client_settings(config: Config) -> ClientSettings:
+    api = config.api
+    if not api.url:
+        raise ConfigError("no API URL: set api.url in the configuration or SCRUMS_API_URL")
+    return ClientSettings(
+        api_url=api.url,
+        token=api.token.get_secret_value() if api.token else "",
+        concurrency=api.concurrency,
+        max_rps=api.max_rps,
+        connect_timeout=min(api.timeout_s, 10.0),
+        read_timeout=api.timeout_s,
+        deadline=api.deadline_s,
+        max_attempts=api.max_attempts,
+        allow_http=api.allow_http,
+    )
+
+
+def build_settings(config: Config) -> BuildSettings:
+    return BuildSettings(
+        data_dir=config.data_dir,
+        timezone=config.model.timezone,
+        baseline_weeks=config.model.baseline_weeks,
+        min_baseline_weeks=config.model.min_baseline_weeks,
+        at_risk_ratio=config.health.at_risk_ratio,
+        at_risk_p_value=config.health.at_risk_p_value,
+        watch_ratio=config.health.watch_ratio,
+    )
+
+
+def run_nightly(
+    config: Config,
+    *,
+    email_dry_run: bool = False,
+    strict: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> NightlyResult:
+    """Run every stage in order; raise the failing stage's error after recording it."""
+    data_dir = config.data_dir
+    settings = client_settings(config)  # configuration errors before taking the lock
+    options = ExtractOptions(
+        data_dir=data_dir,
+        workspaces=tuple(config.api.workspaces),
+        service_lines=tuple(config.api.service_lines),
+        projects=tuple(config.api.projects),
+        strict=strict,
+    )
+    bsettings = build_settings(config)
+    result = NightlyResult()
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    with data_dir_lock(data_dir, "velocity nightly"):
+        event("nightly.start", data_dir=str(data_dir))
+        steps = {
+            "extract": lambda: extract(
+                settings, options, transport=transport, lock=False
+            ).summary(),
+            "build": lambda: build(bsettings, lock=False, after_models=_after_models()).summary(),
+            "report": lambda: _report(config, result),
+            "email": lambda: _email(config, email_dry_run),
+        }
+        for stage in STAGES:
+            if result.failed_stage is not None:
+                result.stages[stage] = "skipped"
+                continue
+            if stage == "email" and not config.leads:
+                result.stages[stage] = "skipped"
+                result.messages[stage] = "no leads configured"
+                continue
+            try:
+                result.messages[stage] = steps[stage]()
+                result.stages[stage] = "succeeded"
+                event(f"nightly.{stage}", outcome="succeeded", detail=result.messages[stage])
+            except VelocityError as exc:
+                result.stages[stage] = "failed"
+                result.messages[stage] = str(exc)
+                result.failed_stage, result.error = stage, exc
+                event(f"nightly.{stage}", outcome="failed", error=str(exc))
+        result.duration_s = time.monotonic() - t0
+        _record(data_dir, result, started)
+    event("nightly.done", **result.stages, seconds=round(result.duration_s, 1))
+    if result.error is not None:
+        err = result.error
+        raise type(err)(f"nightly failed at {result.failed_stage}: {err}")
+    return result
+
+
+def _after_models():
+    """The forecast step of the build, when that module is present."""
+    try:
+        from scrums_velocity.models.forecast import build_forecasts
+    except ImportError:  # pragma: no cover - before the forecast module existed
+        return None
+    return build_forecasts
+
+
+def _report(config: Config, result: NightlyResult) -> str:
+    report = write_report(config.data_dir, config)
+    result.report_dir = report.directory
+    return report.summary()
+
+
+def _email(config: Config, dry_run: bool) -> str:
+    return send_reports(config, config.data_dir, dry_run=dry_run).summary()
+
+
+def _record(data_dir: Path, result: NightlyResult, started: datetime) -> None:
+    """One ``nightly`` row in the lake's run manifest with every stage's outcome."""
+    lake = Lake(data_dir)
+    if lake.current() is None:
+        return  # nothing was ever extracted: there is no lake to record into
+    run_id = started.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+    failed = result.failed_stage
+    row = {
+        "run_id": run_id,
+        "command": "nightly",
+        "started_at": started,
+        "finished_at": datetime.now(UTC),
+        "mode": "nightly",
+        "workspaces": [],
+        "stages": dict(result.stages),
+        "duration_s": result.duration_s,
+        "outcome": "failed" if failed else "succeeded",
+        "error": f"{failed}: {result.messages[failed]}" if failed else None,
+        "retries": {},
+        "http_statuses": {},
+        "unknown_values": {},
+    }
+    lake.staging(run_id)
+    lake.commit(run_id, lake.staging_root / run_id, [], row, started)
+    lake.discard_staging(run_id)
