@@ -326,6 +326,41 @@ def demo_cmd(
         )
 
 
+@app.command("backtest")
+@handle_errors
+def backtest_cmd(
+    data_dir: Path = typer.Option(Path("data"), help="Where the warehouse lives."),
+) -> None:
+    """How often the forecasts came true: replayed past forecasts, per LIN and overall."""
+    from scrums_velocity.models.forecast import calibration
+    from scrums_velocity.models.query import connect_read_only
+
+    con = connect_read_only(data_dir)
+    try:
+        rows = con.table("marts.lin_forecast_backtest").pl()
+    finally:
+        con.close()
+    if rows.is_empty():
+        typer.echo("no backtests yet: the LINs need more than the baseline window of history")
+        return
+    typer.echo(
+        f"{'service line':<16} {'backtests':>9} {'met 50%':>8} {'met 85%':>8} {'met 95%':>8}"
+    )
+    for (lin,), part in rows.sort("service_line_id").group_by(
+        "service_line_id", maintain_order=True
+    ):
+        c = calibration(part).row(0, named=True)
+        typer.echo(
+            f"{lin:<16} {c['backtests']:>9} {c['met_p50']:>8.0%} {c['met_p85']:>8.0%} "
+            f"{c['met_p95']:>8.0%}"
+        )
+    c = calibration(rows).row(0, named=True)
+    typer.echo(
+        f"{'all':<16} {c['backtests']:>9} {c['met_p50']:>8.0%} {c['met_p85']:>8.0%} "
+        f"{c['met_p95']:>8.0%}"
+    )
+
+
 @app.command("mock-api")
 @handle_errors
 def mock_api(

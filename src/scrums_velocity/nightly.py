@@ -104,7 +104,7 @@ def run_nightly(
             "extract": lambda: extract(
                 settings, options, transport=transport, lock=False
             ).summary(),
-            "build": lambda: build(bsettings, lock=False, after_models=_after_models()).summary(),
+            "build": lambda: build(bsettings, lock=False).summary(),
             "report": lambda: _report(config, result),
             "email": lambda: _email(config, email_dry_run),
         }
@@ -132,15 +132,6 @@ def run_nightly(
         err = result.error
         raise type(err)(f"nightly failed at {result.failed_stage}: {err}")
     return result
-
-
-def _after_models():
-    """The forecast step of the build, when that module is present."""
-    try:
-        from scrums_velocity.models.forecast import build_forecasts
-    except ImportError:  # pragma: no cover - before the forecast module existed
-        return None
-    return build_forecasts
 
 
 def _report(config: Config, result: NightlyResult) -> str:

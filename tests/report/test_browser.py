@@ -72,7 +72,7 @@ def test_report_in_headless_chromium(built, tmp_path):
     assert errors == []
     assert events["pageerror"] == []
     assert events["dialog"] == []  # no script from task data ran (the titles call alert)
-    assert len(drawn) == 5
+    assert len(drawn) == 6
     for chart_id, svgs, marks in drawn:
         assert svgs >= 1, chart_id
         assert marks >= 1, chart_id  # something was plotted, not just empty axes

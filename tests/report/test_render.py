@@ -66,7 +66,10 @@ def test_headline_and_table_in_both_html_files(built, report):
         assert lin in index
         assert lin in email
     assert "Weekly completions against baseline" in index
-    assert index.count("Plotly.newPlot(") == 5
+    assert index.count("Plotly.newPlot(") == 6
+    assert "Is a dip real? Process-behaviour chart" in index
+    assert "Forecast: when will the open work be done?" in index
+    assert "85% date was met" in index
 
 
 def test_task_text_is_escaped_everywhere(built, report):
@@ -83,10 +86,29 @@ def test_task_text_is_escaped_everywhere(built, report):
     assert built.duplicate_pair[0] in index
     # inside chart JSON every < > & is a \\u escape: no string can close the <script> element
     scripts = re.findall(r"var f = (.*?); Plotly\.newPlot", index)
-    assert len(scripts) == 5
+    assert len(scripts) == 6
     assert not any(c in s for s in scripts for c in "<>&")
-    # and the only <script> elements are plotly.js and the five chart calls
-    assert index.count("<script>") == 6
+    # and the only <script> elements are plotly.js and the six chart calls
+    assert index.count("<script>") == 7
+
+
+def test_email_has_forecast_dates_and_signals_in_words(built, report):
+    email = (report.directory / "email.html").read_text()
+    summary = (report.directory / "summary.txt").read_text()
+    assert "Forecasts and signals" in email
+    assert "85% likely done by" in email
+    con = duckdb.connect(str(built.data_dir / "warehouse.duckdb"), read_only=True)
+    reasons = (
+        con.table("marts.lin_velocity_signals")
+        .filter(f"week_start = DATE '{report.week}' and has_signal")
+        .pl()
+    )
+    con.close()
+    assert reasons.height >= 1  # the slowdown LINs show signals
+    first = reasons["reason"][0]
+    assert first.replace("'", "&#39;") in email or first in email
+    assert first in summary
+    assert "Forecasts (85% likely done by):" in summary
 
 
 def test_email_is_self_contained_and_small(report):

@@ -54,6 +54,7 @@ class BuildSettings:
     as_of: datetime | None = None  # default: the lake's latest extracted_at
     memory_limit: str = "4GB"
     threads: int = 2
+    forecast_seed: int = 7  # the Monte Carlo forecasts are deterministic for a given seed
 
     def __post_init__(self) -> None:
         try:
@@ -248,7 +249,12 @@ def build_into(
                 seconds=round(time.monotonic() - started, 3),
             )
         if after_models is not None:
-            after_models(con, settings)
+            started = time.monotonic()
+            try:
+                after_models(con, settings)
+            except duckdb.Error as exc:
+                raise BuildError(f"the forecast step failed: {_first_line(exc)}") from None
+            event("build.forecasts", seconds=round(time.monotonic() - started, 3))
         _comment(con, docs)
         for table, name, query in _data_tests(docs, models_dir):
             try:
@@ -305,6 +311,10 @@ def build(
     for dataset in ("tasks", "task_history", "task_versions", "rejects", "runs"):
         if not (lake_dir / dataset).is_dir():
             raise BuildError(f"the lake at {lake_dir} has no {dataset} dataset")
+    if after_models is None:
+        from scrums_velocity.models.forecast import build_forecasts
+
+        after_models = build_forecasts
     ctx = data_dir_lock(data_dir, "velocity build") if lock else contextlib.nullcontext()
     with ctx:
         target = data_dir / WAREHOUSE
