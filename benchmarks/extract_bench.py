@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 import polars as pl
 
+from scrums_velocity.api_server.serve import mock_api_process
 from scrums_velocity.extract.client import ClientSettings
 from scrums_velocity.extract.run import ExtractOptions, extract
 
@@ -36,29 +37,8 @@ NOW = "2026-11-23T09:00:00Z"
 
 @contextmanager
 def mock_api(tasks: int, *extra: str):
-    cmd = [
-        sys.executable,
-        "-m",
-        "scrums_velocity",
-        "mock-api",
-        "--port",
-        "0",
-        "--tasks",
-        str(tasks),
-        "--seed",
-        "7",
-        "--now",
-        NOW,
-        *extra,
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        info = dict(proc.stdout.readline().rstrip("\n").split(": ", 1) for _ in range(4))
-        info["workspaces"] = info["workspaces"].split(",")
-        yield info
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with mock_api_process("--tasks", str(tasks), "--seed", "7", "--now", NOW, *extra) as info:
+        yield {**info, "workspaces": info["workspaces"].split(",")}
 
 
 def run_full(info, data_dir: Path, *, rate: float | None, concurrency: int, full: bool = True):

@@ -7,14 +7,13 @@ leads (their emails written as ``.eml`` files, no SMTP needed), then says where 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 
+from scrums_velocity.api_server.serve import mock_api_process
 from scrums_velocity.api_server.synth import generate
 from scrums_velocity.config import ApiConfig, Config, Lead
 from scrums_velocity.errors import ApiError
@@ -29,63 +28,37 @@ class DemoResult:
     slowest: pl.DataFrame
 
 
-def _start_server(tasks: int, seed: int, now: str) -> tuple[subprocess.Popen, dict[str, str]]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "scrums_velocity",
-        "mock-api",
-        "--port",
-        "0",
-        "--tasks",
-        str(tasks),
-        "--seed",
-        str(seed),
-        "--now",
-        now,
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # noqa: S603 - our own interpreter, fixed arguments
-    info = {}
-    for _ in range(4):
-        line = proc.stdout.readline()
-        if not line:
-            proc.kill()
-            raise ApiError(f"the demo API server did not start: {proc.stderr.read().strip()[:300]}")
-        key, _, value = line.rstrip("\n").partition(": ")
-        info[key] = value
-    return proc, info
-
-
 def run_demo(
     data_dir: Path = Path("data/demo"), *, tasks: int = 10_000, seed: int = 7
 ) -> DemoResult:
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     dataset = generate(tasks=tasks, seed=seed, now=now)  # the same data the server will serve
     lins = [s.id for s in dataset.service_lines]
-    proc, info = _start_server(tasks, seed, now.isoformat().replace("+00:00", "Z"))
+    now_arg = now.isoformat().replace("+00:00", "Z")
     try:
-        config = Config(
-            data_dir=data_dir,
-            api=ApiConfig(
-                url=info["base_url"],
-                token=info["token"],
-                workspaces=info["workspaces"].split(","),
-                concurrency=16,
-            ),
-            leads=[
-                Lead(name="Ada Lovelace (demo)", email="ada@example.com", service_lines=lins[:3]),
-                Lead(
-                    name="Grace Hopper (demo)", email="grace@example.com", service_lines=lins[3:6]
+        with mock_api_process("--tasks", str(tasks), "--seed", str(seed), "--now", now_arg) as info:
+            config = Config(
+                data_dir=data_dir,
+                api=ApiConfig(
+                    url=info["base_url"],
+                    token=info["token"],
+                    workspaces=info["workspaces"].split(","),
+                    concurrency=16,
                 ),
-            ],
-        )
-        nightly = run_nightly(config, email_dry_run=True)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+                leads=[
+                    Lead(
+                        name="Ada Lovelace (demo)", email="ada@example.com", service_lines=lins[:3]
+                    ),
+                    Lead(
+                        name="Grace Hopper (demo)",
+                        email="grace@example.com",
+                        service_lines=lins[3:6],
+                    ),
+                ],
+            )
+            nightly = run_nightly(config, email_dry_run=True)
+    except RuntimeError as exc:  # the server did not start
+        raise ApiError(f"the demo API server did not start: {exc}") from None
     con = connect_read_only(data_dir)
     try:
         latest = con.table("marts.lin_velocity_latest").pl()

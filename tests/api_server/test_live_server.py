@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import threading
@@ -13,6 +12,7 @@ import httpx
 import pytest
 
 from scrums_velocity.api_server import generate
+from scrums_velocity.api_server.serve import mock_api_process
 from tests.conftest import NOW, auth, live_server
 
 
@@ -72,25 +72,8 @@ def test_listen_socket_is_tcp_so_asyncio_disables_nagle():
 
 
 def test_mock_api_command_prints_url_token_and_workspaces():
-    cmd = [
-        sys.executable,
-        "-m",
-        "scrums_velocity",
-        "mock-api",
-        "--port",
-        "0",
-        "--tasks",
-        "500",
-        "--seed",
-        "3",
-        "--now",
-        "2026-11-23T09:00:00Z",
-        "--latency-ms",
-        "1",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        lines = dict(proc.stdout.readline().rstrip("\n").split(": ", 1) for _ in range(4))
+    args = ("--tasks", "500", "--seed", "3", "--now", "2026-11-23T09:00:00Z", "--latency-ms", "1")
+    with mock_api_process(*args) as lines:
         assert lines["base_url"].startswith("http://127.0.0.1:")
         assert int(lines["base_url"].rsplit(":", 1)[1]) > 0
         ds = generate(tasks=500, seed=3, now=NOW)
@@ -104,9 +87,6 @@ def test_mock_api_command_prints_url_token_and_workspaces():
         )
         assert r.status_code == 200
         assert len(r.json()["data"]) == 25
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=10)
 
 
 @pytest.mark.parametrize(

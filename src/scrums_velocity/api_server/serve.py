@@ -110,3 +110,30 @@ def run_forever(app: Any, port: int, announce) -> None:
     announce(f"http://127.0.0.1:{actual}")
     server = make_server(app, actual, log_level="warning")
     server.run(sockets=[sock])
+
+
+@contextlib.contextmanager
+def mock_api_process(*args: str) -> Iterator[dict[str, str]]:
+    """``velocity mock-api --port 0 ARGS`` in a child process; yields what it announced
+    (``base_url``, ``token``, ``workspaces``, ``tasks``) and stops it afterwards."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "scrums_velocity", "mock-api", "--port", "0", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # noqa: S603 - our own interpreter
+    try:
+        info: dict[str, str] = {}
+        for _ in range(4):
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"mock-api did not start: {proc.stderr.read().strip()[:300]}")
+            key, _, value = line.rstrip("\n").partition(": ")
+            info[key] = value
+        yield info
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
