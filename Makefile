@@ -5,6 +5,8 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
+# Trust the platform certificate store (registries may sit behind a CA that only it carries).
+export UV_SYSTEM_CERTS := 1
 
 .PHONY: test lint format demo sync bench clean
 
