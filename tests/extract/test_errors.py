@@ -175,3 +175,14 @@ def test_the_token_appears_in_no_log_error_manifest_file_or_repr(ds, tmp_path):
     assert token not in repr(settings)
     assert token not in repr(TasksApi(settings))
     assert token not in str(vars(settings).get("__repr__", ""))
+
+
+def test_expected_failures_are_found_inside_task_group_errors():
+    from scrums_velocity.errors import ApiAuthError
+    from scrums_velocity.extract.run import first_velocity_error
+
+    auth = ApiAuthError("refused")
+    nested = ExceptionGroup("outer", [ExceptionGroup("inner", [auth]), ApiAuthError("second")])
+    assert first_velocity_error(nested) is auth
+    assert first_velocity_error(ExceptionGroup("bug", [auth, ValueError("bug")])) is None
+    assert first_velocity_error(ValueError("bug")) is None

@@ -441,10 +441,11 @@ async def extract_async(
             run = _Run(api, options, lake, run_id, rep)
             try:
                 await run.run()
-            except* VelocityError as group:
-                error = group.exceptions[0]
-                while isinstance(error, BaseExceptionGroup):  # pragma: no cover - nested groups
-                    error = error.exceptions[0]
+            except (VelocityError, ExceptionGroup) as exc:
+                # Not `except*`: before 3.11.4, raising inside it wraps the error in a new group.
+                error = first_velocity_error(exc)
+                if error is None:
+                    raise
                 run.commit("failed", str(error))
                 event("extract.failed", run_id=run_id, error=str(error))
                 raise error from None
@@ -458,6 +459,19 @@ async def extract_async(
             f"the rest of run {run_id} was committed"
         )
     return result
+
+
+def first_velocity_error(exc: BaseException) -> VelocityError | None:
+    """The first expected failure in ``exc`` or, depth first, in the groups it holds; None if
+    something unexpected (a bug) is among them."""
+    if isinstance(exc, VelocityError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        found = [first_velocity_error(e) for e in exc.exceptions]
+        if any(f is None for f in found):
+            return None
+        return found[0]
+    return None
 
 
 def _summary_fields(r: ExtractResult) -> dict[str, Any]:
