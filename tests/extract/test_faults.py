@@ -88,3 +88,34 @@ def test_past_the_retry_cap_the_run_fails_and_the_previous_lake_stays(ds, refere
     assert runs["outcome"].to_list() == ["succeeded", "failed"]
     assert runs["error"][1] == message
     assert dict(runs["retries"][1])["5xx"] >= 2
+
+
+def test_429s_have_their_own_cap_and_do_not_use_up_the_failure_budget(tmp_path):
+    """A bucket tighter than the client's pace (no client limit): many 429s, and none of them
+    counts against max_attempts=2."""
+    small = generate(tasks=300, seed=31, now=NOW)
+    app = create_app(small, Knobs(rate_limit=300, burst=10))
+    settings = settings_for(small, concurrency=16, max_attempts=2)
+    result = run_extract(small, app, tmp_path, settings=settings)
+    assert result.retries.get("429", 0) > 20
+    assert result.details_fetched == small.tasks.height
+
+
+def test_the_429_cap_fails_the_run_with_a_clear_message(ds, tmp_path):
+    async def always_429(scope, receive, send):
+        body = b'{"error": {"code": "rate_limited", "message": "slow down"}}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [(b"retry-after", b"0"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    always_429.state = None
+    settings = settings_for(ds, max_attempts=2, max_rate_limited=3)
+    with pytest.raises(
+        ApiRetriesExhaustedError, match=r"failed after 3 attempts; last: rate limited \(429\)$"
+    ):
+        run_extract(ds, always_429, tmp_path, settings=settings)

@@ -7,7 +7,8 @@ Each request:
    trickles bytes never holds a slot forever);
 3. is retried, with exponential backoff and full jitter (``tenacity.wait_random_exponential``),
    on 5xx, timeouts, dropped connections and bodies that are not JSON; a 429 waits what its
-   ``Retry-After`` says instead. After ``max_attempts`` the run fails with a clear message.
+   ``Retry-After`` says instead. After ``max_attempts`` failures (or ``max_rate_limited`` 429s:
+   the server pacing us is not a failure) the run fails with a clear message.
 
 401 and 403 are not retried; they become :class:`ApiAuthError`. The bearer token lives only in the
 client's default headers: it is never logged, never in an error message, never in a repr.
@@ -19,6 +20,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +32,6 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
-    stop_after_attempt,
     wait_random_exponential,
 )
 
@@ -55,6 +56,7 @@ class ClientSettings:
     read_timeout: float = 15.0
     deadline: float = 30.0  # per attempt, the whole request including the body
     max_attempts: int = 6
+    max_rate_limited: int = 30  # 429s pace us rather than fail us: their own, larger cap
     backoff_base: float = 0.25  # seconds; full jitter over base * 2**attempt
     backoff_max: float = 15.0
     allow_http: bool = False
@@ -188,7 +190,10 @@ class TasksApi:
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, Retryable) and exc.retry_after is not None:
-                return min(exc.retry_after, 60.0)
+                # at least what the server asked, plus full jitter so that the clients it paused
+                # together do not all come back in the same instant
+                floor = min(exc.retry_after, 60.0)
+                return floor + random.uniform(0, max(floor, self.settings.backoff_base))
             return backoff(state)
 
         def before_sleep(state: RetryCallState) -> None:
@@ -197,8 +202,18 @@ class TasksApi:
                 self.stats.retries[exc.cause] += 1
                 log.debug("retry %s %s: %s", path, exc.cause, exc.detail)
 
+        failures = {"429": 0, "other": 0}
+
+        def stop(state: RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome else None
+            kind = "429" if isinstance(exc, Retryable) and exc.cause == "429" else "other"
+            failures[kind] += 1
+            if kind == "429":
+                return failures[kind] >= self.settings.max_rate_limited
+            return failures[kind] >= self.settings.max_attempts
+
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.max_attempts),
+            stop=stop,
             wait=wait,
             retry=retry_if_exception_type(Retryable),
             before_sleep=before_sleep,
@@ -215,9 +230,9 @@ class TasksApi:
                     f"cannot reach the API at {self.settings.api_url}: {exc.detail} "
                     f"(after {self.settings.max_attempts} attempts)"
                 ) from None
+            tries = sum(failures.values())
             raise ApiRetriesExhaustedError(
-                f"GET {where} failed after {self.settings.max_attempts} attempts; "
-                f"last: {exc.detail}"
+                f"GET {where} failed after {tries} attempts; last: {exc.detail}"
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
