@@ -6,7 +6,7 @@ error's exit code (see ``errors.py``). Nothing here computes anything.
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -79,6 +79,11 @@ def _parse_now(value: str | None) -> datetime | None:
     return parsed
 
 
+def _overlay(base, /, **flags):
+    """``base`` (a config model) with the flags that were given (not None, not empty) over it."""
+    return base.model_copy(update={k: v for k, v in flags.items() if v not in (None, [], ())})
+
+
 @app.command("extract")
 @handle_errors
 def extract_cmd(
@@ -88,66 +93,83 @@ def extract_cmd(
     workspace: list[str] = typer.Option([], "--workspace", "-w", help="WS-* to extract; repeat."),
     service_line: list[str] = typer.Option([], help="Only these LIN-* (narrows the listing)."),
     project: list[str] = typer.Option([], help="Only these PROJ-* (narrows the listing)."),
-    data_dir: Path = typer.Option(Path("data"), help="Where the lake lives (<data-dir>/lake)."),
+    data_dir: Path | None = typer.Option(None, help="Where the lake lives [config; default data]."),
     full: bool = typer.Option(False, "--full", help="Refetch every task's detail."),
-    concurrency: int = typer.Option(16, min=1, max=256, help="Requests in flight at once."),
+    concurrency: int | None = typer.Option(None, min=1, max=256, help="Requests in flight [16]."),
     max_rps: float | None = typer.Option(None, min=0.01, help="Client-side rate limit (req/s)."),
-    timeout: float = typer.Option(15.0, min=0.01, help="Connect/read timeout, seconds."),
-    deadline: float = typer.Option(30.0, min=0.01, help="Whole-request deadline, seconds."),
-    max_attempts: int = typer.Option(6, min=1, help="Attempts per request before failing."),
+    timeout: float | None = typer.Option(None, min=0.01, help="Connect/read timeout, s [15]."),
+    deadline: float | None = typer.Option(None, min=0.01, help="Whole-request deadline, s [30]."),
+    max_attempts: int | None = typer.Option(None, min=1, help="Attempts per request [6]."),
     strict: bool = typer.Option(False, "--strict", help="Exit non-zero if any record is rejected."),
     allow_http: bool = typer.Option(False, "--allow-http", help="Allow http:// to non-loopback."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="velocity.toml to use."),
     log_json: bool = typer.Option(False, "--log-json", help="Log JSON lines instead of text."),
 ) -> None:
-    """Extract tasks and their history into the Parquet lake (incremental by default)."""
-    from scrums_velocity.extract.client import ClientSettings
+    """Extract tasks and their history into the Parquet lake (incremental by default).
+
+    Settings come from velocity.toml (when present) with these flags over them."""
+    from scrums_velocity.config import load_config
     from scrums_velocity.extract.run import ExtractOptions, extract
+    from scrums_velocity.nightly import client_settings
 
     setup_logging(log_json)
-    if not api_url:
-        raise ConfigError("no API URL: pass --api-url or set SCRUMS_API_URL")
-    settings = ClientSettings(
-        api_url=api_url,
-        token=os.environ.get("SCRUMS_API_TOKEN", ""),
+    cfg = load_config(config)
+    api = _overlay(
+        cfg.api,
+        url=api_url,
+        workspaces=list(workspace),
+        service_lines=list(service_line),
+        projects=list(project),
         concurrency=concurrency,
         max_rps=max_rps,
-        connect_timeout=min(timeout, 10.0),
-        read_timeout=timeout,
-        deadline=deadline,
+        timeout_s=timeout,
+        deadline_s=deadline,
         max_attempts=max_attempts,
-        allow_http=allow_http,
+        allow_http=allow_http or None,
     )
+    if not api.url:
+        raise ConfigError("no API URL: pass --api-url or set SCRUMS_API_URL")
+    cfg = _overlay(cfg, api=api, data_dir=data_dir)
     options = ExtractOptions(
-        data_dir=data_dir,
-        workspaces=tuple(workspace),
-        service_lines=tuple(service_line),
-        projects=tuple(project),
+        data_dir=cfg.data_dir,
+        workspaces=tuple(api.workspaces),
+        service_lines=tuple(api.service_lines),
+        projects=tuple(api.projects),
         full=full,
         strict=strict,
     )
-    result = extract(settings, options)
+    result = extract(client_settings(cfg), options)
     typer.echo(result.summary())
-    typer.echo(f"lake: {data_dir / 'lake'}")
+    typer.echo(f"lake: {cfg.data_dir / 'lake'}")
 
 
 @app.command("build")
 @handle_errors
 def build_cmd(
-    data_dir: Path = typer.Option(
-        Path("data"), help="Reads <data-dir>/lake, writes the warehouse."
-    ),
-    timezone: str = typer.Option("UTC", help="IANA time zone of weeks and days."),
-    baseline_weeks: int = typer.Option(12, min=1, help="K: weeks in a baseline window."),
+    data_dir: Path | None = typer.Option(None, help="Reads <data-dir>/lake [config; data]."),
+    timezone: str | None = typer.Option(None, help="IANA time zone of weeks and days [UTC]."),
+    baseline_weeks: int | None = typer.Option(None, min=1, help="K: weeks in a baseline [12]."),
     as_of: str | None = typer.Option(None, help="Reference time, ISO (default: last extraction)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="velocity.toml to use."),
     log_json: bool = typer.Option(False, "--log-json", help="Log JSON lines instead of text."),
 ) -> None:
-    """Build the DuckDB warehouse (<data-dir>/warehouse.duckdb) from the lake."""
-    from scrums_velocity.models.runner import BuildSettings, build
+    """Build the DuckDB warehouse (<data-dir>/warehouse.duckdb) from the lake.
+
+    Time zone, baseline and health thresholds come from velocity.toml, these flags over them."""
+    from scrums_velocity.config import load_config
+    from scrums_velocity.models.runner import build
+    from scrums_velocity.nightly import build_settings
 
     setup_logging(log_json)
-    settings = BuildSettings(
-        data_dir=data_dir, timezone=timezone, baseline_weeks=baseline_weeks, as_of=_parse_now(as_of)
+    cfg = load_config(config)
+    cfg = _overlay(
+        cfg,
+        data_dir=data_dir,
+        model=_overlay(cfg.model, timezone=timezone, baseline_weeks=baseline_weeks),
     )
+    settings = build_settings(cfg)
+    if as_of is not None:
+        settings = dataclasses.replace(settings, as_of=_parse_now(as_of))
     result = build(settings)
     typer.echo(result.summary())
     typer.echo(f"warehouse: {result.warehouse}")

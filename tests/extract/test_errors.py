@@ -186,3 +186,25 @@ def test_expected_failures_are_found_inside_task_group_errors():
     assert first_velocity_error(nested) is auth
     assert first_velocity_error(ExceptionGroup("bug", [auth, ValueError("bug")])) is None
     assert first_velocity_error(ValueError("bug")) is None
+
+
+def test_extract_and_build_read_velocity_toml_with_flags_over_it(ds, tmp_path):
+    import duckdb
+
+    with live_server(ds) as server:
+        (tmp_path / "velocity.toml").write_text(
+            f'data_dir = "from-config"\n[api]\nurl = "{server.base_url}"\n'
+            f'workspaces = ["{ds.workspaces[0].id}"]\n[model]\ntimezone = "Asia/Tokyo"\nbaseline_weeks = 6\n'
+        )
+        r = velocity("extract", token=ds.admin_token, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.rstrip().endswith("lake: from-config/lake")
+        n_ws0 = sum(1 for w in ds.tasks["workspace_id"] if w == ds.workspaces[0].id)
+        assert f"{n_ws0} tasks listed" in r.stdout
+    r = velocity("build", "--baseline-weeks", "8", token=None, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    con = duckdb.connect(str(tmp_path / "from-config" / "warehouse.duckdb"), read_only=True)
+    assert con.execute("select timezone, baseline_weeks from marts.build_info").fetchall() == [
+        ("Asia/Tokyo", 8)
+    ]
+    con.close()
