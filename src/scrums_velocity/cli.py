@@ -204,6 +204,20 @@ def query_cmd(
     )
 
 
+@app.command("shell")
+@handle_errors
+def shell_cmd(
+    data_dir: Path = typer.Option(Path("data"), help="Where the warehouse lives."),
+) -> None:
+    """Open the DuckDB CLI read-only on the warehouse, with the marts on the search path."""
+    import os
+
+    from scrums_velocity.models.query import shell_argv
+
+    argv = shell_argv(data_dir)
+    os.execv(argv[0], argv)
+
+
 @app.command("models")
 @handle_errors
 def models_cmd(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +59,19 @@ def list_marts(data_dir: Path) -> list[tuple[str, str]]:
         return [(f"marts.{name}", text) for name, text in rows]
     docs = load_schema_docs()
     return sorted((t, d.get("description", "")) for t, d in docs.items() if t.startswith("marts."))
+
+
+def shell_argv(data_dir: Path) -> list[str]:
+    """The DuckDB CLI opened read-only on the warehouse, the marts first on the search path.
+
+    The CLI is the ``duckdb-cli`` package (``pip install 'scrums-velocity[shell]'``): the one
+    beside this interpreter, else the first on ``PATH``.
+    """
+    path = warehouse_path(data_dir)
+    beside = Path(sys.executable).parent / "duckdb"
+    cli = str(beside) if beside.exists() else shutil.which("duckdb")
+    if cli is None:
+        raise ConfigError(
+            "the DuckDB CLI is not installed: pip install duckdb-cli (or 'scrums-velocity[shell]')"
+        )
+    return [cli, "-readonly", "-cmd", "SET search_path = 'marts,main'", str(path)]

@@ -40,6 +40,12 @@ LAYERS = ("staging", "intermediate", "marts")
 _REF = re.compile(r"\b(staging|intermediate|marts)\.([a-z_][a-z0-9_]*)\b")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 WAREHOUSE = "warehouse.duckdb"
+# The oldest DuckDB storage format that keeps everything the marts use (table and column comments
+# among them), so that analysts' 1.x clients (the DuckDB CLI, JDBC/DBeaver, R, Node) open the file.
+# Measured: files written as v0.10.0 are read by DuckDB 0.10.3, 1.1.3 and the 1.5.6 CLI, comments
+# included; v0.9.0 writes catalog entries that 0.9.2 cannot read. DuckDB 2.0's default (format 69)
+# is readable by no 1.x client.
+WAREHOUSE_STORAGE_VERSION = "v0.10.0"
 
 
 @dataclass(frozen=True)
@@ -214,7 +220,9 @@ def build_into(
     models = discover(models_dir)
     docs = load_schema_docs(models_dir)
     as_of = settings.as_of or _lake_as_of(lake_dir)
-    con = duckdb.connect(str(path))
+    con = duckdb.connect(
+        str(path), config={"storage_compatibility_version": WAREHOUSE_STORAGE_VERSION}
+    )
     result = BuildResult(path, as_of, len(models), 0)
     try:
         con.execute(f"SET threads = {int(settings.threads)}")
@@ -229,6 +237,7 @@ def build_into(
             "at_risk_p_value": settings.at_risk_p_value,
             "watch_ratio": settings.watch_ratio,
             "as_of": as_of.astimezone(UTC).isoformat(),
+            "storage_version": WAREHOUSE_STORAGE_VERSION,
         }
         for name, value in variables.items():
             con.execute(f"SET VARIABLE {name} = ?", [value])
