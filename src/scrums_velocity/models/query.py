@@ -20,25 +20,54 @@ def warehouse_path(data_dir: Path) -> Path:
     return path
 
 
-def connect_read_only(data_dir: Path) -> duckdb.DuckDBPyConnection:
+# An analyst's query reads the warehouse and nothing else, and changes nothing: no file system
+# access (read_text, COPY TO, ATTACH, EXPORT, INSTALL), no extension loading, and the
+# configuration locked so that no statement in the query can undo it. The file is open read-only.
+SANDBOX: dict[str, Any] = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "allow_unsigned_extensions": False,
+    "memory_limit": "4GB",
+    "threads": 2,
+    "lock_configuration": True,
+}
+
+
+def connect_read_only(data_dir: Path, *, sandbox: bool = True) -> duckdb.DuckDBPyConnection:
     path = warehouse_path(data_dir)
     try:
-        return duckdb.connect(str(path), read_only=True)
+        return duckdb.connect(str(path), read_only=True, config=SANDBOX if sandbox else {})
     except duckdb.Error as exc:
-        raise BuildError(f"cannot open {path} read-only: {str(exc).splitlines()[0]}") from None
+        raise BuildError(
+            f"cannot open {path} read-only: {_first_line(exc)}; "
+            "rebuild it with 'velocity build' if it is damaged"
+        ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def run_query(
     data_dir: Path, sql: str, limit: int | None = None
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run ``sql`` in the sandbox; the result of its last statement (none for a statement
+    without rows)."""
+    if not sql.strip().strip(";").strip():
+        raise ConfigError("the query is empty: pass SQL, e.g. 'select * from marts.build_info'")
     con = connect_read_only(data_dir)
     try:
         try:
             cursor = con.execute(sql)
-            columns = [d[0] for d in cursor.description or []]
+            if cursor is None or cursor.description is None:
+                return [], []
+            columns = [d[0] for d in cursor.description]
             rows = cursor.fetchmany(limit) if limit else cursor.fetchall()
         except duckdb.Error as exc:
-            raise ConfigError(f"query failed: {str(exc).strip().splitlines()[0]}") from None
+            raise ConfigError(f"query failed: {_first_line(exc)}") from None
     finally:
         con.close()
     return columns, rows
