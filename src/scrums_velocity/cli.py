@@ -65,17 +65,17 @@ def main(
     """Delivery-velocity analytics for the Scrums.com Tasks API."""
 
 
-def _parse_now(value: str | None) -> datetime | None:
+def _parse_time(value: str | None, flag: str) -> datetime | None:
     if value is None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise ConfigError(
-            f"--now must be an ISO timestamp like 2026-11-23T09:00:00Z; got {value!r}"
+            f"{flag} must be an ISO timestamp like 2026-11-23T09:00:00Z; got {value!r}"
         ) from None
     if parsed.tzinfo is None:
-        raise ConfigError(f"--now needs a time zone (append Z for UTC); got {value!r}")
+        raise ConfigError(f"{flag} needs a time zone (append Z for UTC); got {value!r}")
     return parsed
 
 
@@ -169,7 +169,7 @@ def build_cmd(
     )
     settings = build_settings(cfg)
     if as_of is not None:
-        settings = dataclasses.replace(settings, as_of=_parse_now(as_of))
+        settings = dataclasses.replace(settings, as_of=_parse_time(as_of, "--as-of"))
     result = build(settings)
     typer.echo(result.summary())
     typer.echo(f"warehouse: {result.warehouse}")
@@ -432,7 +432,11 @@ def mock_api(
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     dataset = generate(
-        tasks=tasks, seed=seed, weeks=weeks, now=_parse_now(now), service_lines=service_lines
+        tasks=tasks,
+        seed=seed,
+        weeks=weeks,
+        now=_parse_time(now, "--now"),
+        service_lines=service_lines,
     )
 
     def announce(base_url: str) -> None:

@@ -23,6 +23,8 @@ class Lake:
     tasks: list[dict] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
     workspace_of: dict[str, str] = field(default_factory=dict)
+    versions: list[dict] = field(default_factory=list)
+    extracted: str = "2026-02-18 12:00"  # when every row was fetched: the default as_of
 
     def task(
         self,
@@ -58,7 +60,7 @@ class Lake:
                 "updated_at": ts(updated or last),
                 "history_count": len(changes),
                 "history_digest": "",
-                "extracted_at": ts("2026-02-18 12:00"),
+                "extracted_at": ts(self.extracted),
                 "missing_since": ts(missing_since) if missing_since else None,
                 "run_id": "r1",
                 "raw": "{}",
@@ -74,18 +76,41 @@ class Lake:
                     "from_value": frm,
                     "to_value": to,
                     "by": by[0] if by else "USR-26-000001",
-                    "extracted_at": ts("2026-02-18 12:00"),
+                    "extracted_at": ts(self.extracted),
                     "run_id": "r1",
                 }
             )
+
+    def version(self, id, lin, updated, status, *, project=None, assignee=None):
+        """An earlier state of a task added with ``task``, as the extractor saw it then."""
+        current = next(row for row in self.tasks if row["id"] == id)
+        self.versions.append(
+            {
+                **{
+                    k: v for k, v in current.items() if k not in ("history_digest", "missing_since")
+                },
+                "service_line_id": lin,
+                "project_id": project,
+                "status": status,
+                "assignee_id": assignee,
+                "updated_at": ts(updated),
+                "extracted_at": ts(updated),
+            }
+        )
 
     def write(self, data_dir: Path) -> Path:
         root = data_dir / "lake"
         by_ws: dict[tuple[str, str], list[dict]] = defaultdict(list)
         for row in self.tasks:
-            by_ws[("tasks", self.workspace_of[row["id"]])].append(row)
+            by_ws[("tasks", self.workspace_of[row["id"]])].append(
+                {**row, "extracted_at": ts(self.extracted)}
+            )
         for row in self.history:
-            by_ws[("task_history", self.workspace_of[row["task_id"]])].append(row)
+            by_ws[("task_history", self.workspace_of[row["task_id"]])].append(
+                {**row, "extracted_at": ts(self.extracted)}
+            )
+        for row in self.versions:
+            by_ws[("task_versions", self.workspace_of[row["id"]])].append(row)
         for (dataset, ws), rows in by_ws.items():
             path = root / dataset / f"workspace_id={ws}" / "part-0.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -58,8 +58,10 @@ def weekly_lake() -> Lake:
 @pytest.fixture(scope="module")
 def con(tmp_path_factory):
     path = tmp_path_factory.mktemp("xmr")
-    weekly_lake().write(path)
     as_of = ts(f"{W1 + timedelta(weeks=12, days=1)} 12:00")  # Tuesday after W12: W1-W12 complete
+    lake = weekly_lake()
+    lake.extracted = str(as_of)[:16]
+    lake.write(path)
     build(BuildSettings(data_dir=path, baseline_weeks=4, as_of=as_of))
     return duckdb.connect(str(path / "warehouse.duckdb"), read_only=True)
 

@@ -15,6 +15,7 @@ failed build leaves the previous warehouse in place.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import graphlib
 import os
 import re
@@ -145,12 +146,29 @@ def load_schema_docs(models_dir: Path = MODELS_DIR) -> dict[str, dict[str, Any]]
     return docs
 
 
-def _lake_as_of(lake_dir: Path) -> datetime:
+def _lake_as_of(lake_dir: Path) -> datetime | None:
+    """The lake's latest extraction: when its newest task row was fetched (None when empty)."""
     files = sorted((lake_dir / "tasks").rglob("*.parquet"))
-    latest = None
-    if files:
-        latest = pl.scan_parquet(files).select(pl.col("extracted_at").max()).collect().item()
-    return latest or datetime.now(UTC)
+    if not files:
+        return None
+    return pl.scan_parquet(files).select(pl.col("extracted_at").max()).collect().item()
+
+
+def resolve_as_of(lake_dir: Path, as_of: datetime | None) -> datetime:
+    """The build's reference time: ``as_of`` if given, else the lake's latest extraction.
+
+    A time after the latest extraction is refused: the lake cannot know what happened then.
+    """
+    latest = _lake_as_of(lake_dir)
+    if as_of is None:
+        return latest or datetime.now(UTC)
+    if latest is not None and as_of > latest:
+        raise ConfigError(
+            f"--as-of {as_of.isoformat(timespec='seconds')} is after the lake's latest "
+            f"extraction ({latest.isoformat(timespec='seconds')}): use an earlier time, or "
+            "extract first"
+        )
+    return as_of
 
 
 def _literal(text: str) -> str:
@@ -219,7 +237,7 @@ def build_into(
     t0 = time.monotonic()
     models = discover(models_dir)
     docs = load_schema_docs(models_dir)
-    as_of = settings.as_of or _lake_as_of(lake_dir)
+    as_of = resolve_as_of(lake_dir, settings.as_of)
     con = duckdb.connect(
         str(path), config={"storage_compatibility_version": WAREHOUSE_STORAGE_VERSION}
     )
@@ -320,6 +338,8 @@ def build(
     for dataset in ("tasks", "task_history", "task_versions", "rejects", "runs"):
         if not (lake_dir / dataset).is_dir():
             raise BuildError(f"the lake at {lake_dir} has no {dataset} dataset")
+    # Resolved once, before any work: a refused --as-of costs one column read of the lake.
+    settings = dataclasses.replace(settings, as_of=resolve_as_of(lake_dir, settings.as_of))
     if after_models is None:
         from scrums_velocity.models.forecast import build_forecasts
 

@@ -5,7 +5,7 @@ with tasks as (
     select
         task_id, workspace_id, service_line_id, project_id, title, status, priority,
         assignee_id, external_id, external_source, created_at, updated_at
-    from staging.stg_tasks
+    from intermediate.int_tasks_as_of
     where missing_since is null
 ),
 

@@ -1,14 +1,14 @@
--- Status changes of live tasks, deduplicated, joined to the task's current service line and
+-- Status changes of live tasks made by as_of, deduplicated, joined to the task's current service line and
 -- project (tasks count for their current LIN), in local time, numbered per task, each with the
 -- time of the task's next change (null for its latest).
 with history as (
     select distinct * from staging.stg_task_history
-    where change = 'status'
+    where change = 'status' and changed_at <= getvariable('as_of')::timestamptz
 ),
 
 tasks as (
     select task_id, workspace_id, service_line_id, project_id
-    from staging.stg_tasks
+    from intermediate.int_tasks_as_of
     where missing_since is null
 ),
 

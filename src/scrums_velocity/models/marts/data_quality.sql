@@ -1,7 +1,7 @@
 -- Data-quality signals, one row per check and scope. share = count / total where a total
 -- makes sense. Rows with service_line_id and workspace_id both null are totals.
 with tasks as (
-    select * from staging.stg_tasks
+    select * from intermediate.int_tasks_as_of
 ),
 
 live as (
@@ -113,6 +113,7 @@ rejected as (
         count(*) as count,
         null::bigint as total
     from staging.stg_rejects
+    where rejected_at <= getvariable('as_of')::timestamptz
     group by workspace_id, stage
 ),
 
