@@ -245,3 +245,64 @@ def test_the_analyst_notebook_runs_against_the_demo_warehouse(demo_dir):
         for o in cell.get("outputs", [])
     )
     assert "slowest" in outputs.lower()
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        (
+            "smtp_password_unset",
+            "Error: {config} is invalid: smtp.user: is set but the password variable "
+            "VELOCITY_SMTP_PASSWORD is not set in the environment",
+        ),
+        (
+            "no_smtp_section",
+            "Error: no [smtp] section in the configuration: cannot send (try --dry-run, or "
+            "--email-dry-run with nightly)",
+        ),
+        (
+            "unknown_timezone",
+            "Error: {config} is invalid: model.timezone: unknown time zone 'Mars/Base': use an "
+            "IANA name like Europe/London",
+        ),
+        (
+            "min_baseline_above_baseline",
+            "Error: {config} is invalid: model.min_baseline_weeks: 13 must not exceed "
+            "baseline_weeks (12): no week could ever have enough baseline weeks to be rated",
+        ),
+        ("not_utf8", "Error: {config} is not UTF-8 text (byte 0xe9 on line 1): save it as UTF-8"),
+        ("directory", "Error: {config} is a directory, not a configuration file"),
+    ],
+)
+def test_configuration_errors_stop_nightly_before_extraction(ds, tmp_path, case, expected):
+    data_dir = tmp_path / "data"
+    with live_server(ds) as server:
+        config = write_config(tmp_path / "velocity.toml", ds, server.base_url, data_dir, 25)
+        text = config.read_text()
+        if case == "smtp_password_unset":
+            text += 'user = "reports@example.com"\n'
+        elif case == "no_smtp_section":
+            text = text[: text.index("[smtp]")]
+        elif case == "unknown_timezone":
+            text += '[model]\ntimezone = "Mars/Base"\n'
+        elif case == "min_baseline_above_baseline":
+            text += "[model]\nmin_baseline_weeks = 13\n"
+        config.write_text(text)
+        if case == "not_utf8":
+            config.write_bytes(b"# Ren\xe9\n" + text.encode())
+        elif case == "directory":
+            config.unlink()
+            config.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SCRUMS_", "VELOCITY_"))}
+        r = subprocess.run(
+            [sys.executable, "-m", "scrums_velocity", "nightly", "-c", str(config)],
+            capture_output=True,
+            text=True,
+            env=env | {"SCRUMS_API_TOKEN": ds.admin_token},
+            timeout=120,
+        )
+        requests = server.app.state.stats.requests
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.splitlines() == [expected.format(config=config)]
+    assert requests == 0  # extraction never started
+    assert not data_dir.exists()  # no lock, no lake, nothing

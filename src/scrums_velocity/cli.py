@@ -295,7 +295,7 @@ def config_check(
     from scrums_velocity.config import ConfigInvalid, load_config
 
     try:
-        cfg = load_config(config)
+        cfg = load_config(config, require_secrets=True)
     except ConfigInvalid as exc:
         typer.echo(f"Error: {exc.path} is invalid:", err=True)
         for problem in exc.problems:

@@ -8,9 +8,13 @@ file is accepted but discouraged), the SMTP password from the variable ``smtp.pa
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tomllib
+import unicodedata
+import zoneinfo
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,13 +25,20 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
 from scrums_velocity.errors import ConfigError
 
 DEFAULT_PATH = Path("velocity.toml")
-_EMAIL = r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$"
+# An addr-spec as mail headers carry it unquoted: a dot-atom local part (RFC 5322 atext, no
+# quoting, commas, spaces or angle brackets: nothing that could split one To: into two) and a
+# DNS name with at least one dot.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+_EMAIL = rf"^{_ATEXT}(\.{_ATEXT})*@{_LABEL}(\.{_LABEL})+$"
 _LIN = r"^LIN-\d{2}-\d{6}$"
 _WS = r"^WS-\d{2}-\d{6}$"
 
@@ -41,13 +52,53 @@ def _id_of(prefix: str, pattern: str):
     return AfterValidator(check)
 
 
+def _no_controls(value: str) -> str:
+    """Refuse control characters (newlines, tabs, NUL, DEL, C1, line/paragraph separators).
+
+    Values like these end up in mail headers and file names; a newline there is a header
+    injection or a crash while the mail is built."""
+    bad = sorted({c for c in value if unicodedata.category(c) in ("Cc", "Zl", "Zp")})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        raise ValueError(f"{value!r} contains control characters ({shown})")
+    return value
+
+
 def _email(value: str) -> str:
-    if not re.match(_EMAIL, value):
+    _no_controls(value)
+    if len(value) > 254 or not re.match(_EMAIL, value):
         raise ValueError(f"{value!r} is not an email address")
     return value
 
 
+def _mailbox(value: str) -> str:
+    """``addr@example.com`` or ``Display Name <addr@example.com>``: exactly one address."""
+    _no_controls(value)
+    parsed = getaddresses([value])
+    if len(parsed) != 1 or not re.match(_EMAIL, parsed[0][1]):
+        raise ValueError(
+            f"{value!r} is not one email address (like 'Velocity <velocity@example.com>')"
+        )
+    return value
+
+
+def lead_key(email: str) -> str:
+    """The name of a lead's report directory (and ``.eml`` file): one per email address.
+
+    A readable slug of the address plus a hash of the exact lower-case address: two different
+    addresses never share a key even when their slugs agree (``a.b@x.com`` and ``a-b@x.com``),
+    and the same address in another case is the same lead. Every consumer (report writing,
+    email sending, dry-run files) goes through this function.
+    """
+    exact = email.strip().lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", exact).strip("-")[:48].strip("-") or "lead"
+    digest = hashlib.sha256(exact.encode("utf-8")).hexdigest()[:16]
+    return f"{slug}-{digest}"
+
+
 Email = Annotated[str, AfterValidator(_email)]
+Text = Annotated[str, AfterValidator(_no_controls)]
+Mailbox = Annotated[str, AfterValidator(_mailbox)]
 WorkspaceId = Annotated[str, _id_of("WS", _WS)]
 ServiceLineId = Annotated[str, _id_of("LIN", _LIN)]
 
@@ -57,13 +108,13 @@ class _Strict(BaseModel):
 
 
 class ApiConfig(_Strict):
-    url: str | None = Field(None, description="Base URL of the Tasks API (env SCRUMS_API_URL)")
+    url: Text | None = Field(None, description="Base URL of the Tasks API (env SCRUMS_API_URL)")
     token: SecretStr | None = Field(None, description="Prefer the SCRUMS_API_TOKEN variable")
     workspaces: list[WorkspaceId] = Field(default_factory=list)
     service_lines: list[ServiceLineId] = Field(
         default_factory=list, description="narrow the listing"
     )
-    projects: list[str] = Field(default_factory=list, description="narrow the listing")
+    projects: list[Text] = Field(default_factory=list, description="narrow the listing")
     concurrency: int = Field(16, ge=1, le=256)
     max_rps: float | None = Field(None, gt=0)
     timeout_s: float = Field(15.0, gt=0)
@@ -76,6 +127,29 @@ class ModelConfig(_Strict):
     timezone: str = "UTC"
     baseline_weeks: int = Field(12, ge=1)
     min_baseline_weeks: int = Field(4, ge=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        _no_controls(value)
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name like Europe/London"
+            ) from None
+        return value
+
+    @field_validator("min_baseline_weeks")
+    @classmethod
+    def _min_within_baseline(cls, value: int, info: ValidationInfo) -> int:
+        baseline = info.data.get("baseline_weeks")
+        if baseline is not None and value > baseline:
+            raise ValueError(
+                f"{value} must not exceed baseline_weeks ({baseline}): "
+                "no week could ever have enough baseline weeks to be rated"
+            )
+        return value
 
 
 class HealthConfig(_Strict):
@@ -91,18 +165,23 @@ class HealthConfig(_Strict):
 
 
 class Lead(_Strict):
-    name: str = Field(min_length=1)
+    name: Text = Field(min_length=1)
     email: Email
     service_lines: list[ServiceLineId] = Field(min_length=1)
 
+    @property
+    def key(self) -> str:
+        """The lead's directory under ``leads/`` (see :func:`lead_key`)."""
+        return lead_key(self.email)
+
 
 class SmtpConfig(_Strict):
-    host: str = Field(min_length=1)
+    host: Text = Field(min_length=1)
     port: int = Field(587, ge=1, le=65535)
     security: Literal["starttls", "ssl", "none"] = "starttls"
-    user: str | None = None
-    sender: str = Field(alias="from", pattern=r"^.*[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+>?$")
-    password_env: str = "VELOCITY_SMTP_PASSWORD"  # noqa: S105 - the variable's name, not a secret
+    user: Text | None = None
+    sender: Mailbox = Field(alias="from")
+    password_env: Text = "VELOCITY_SMTP_PASSWORD"  # noqa: S105 - the variable's name, not a secret
     password: SecretStr | None = Field(None, exclude=True)  # filled from password_env only
     timeout_s: float = Field(30.0, gt=0)
 
@@ -118,6 +197,25 @@ class Config(_Strict):
     smtp: SmtpConfig | None = None
     source: str = Field("defaults", exclude=True)
 
+    @field_validator("leads")
+    @classmethod
+    def _one_lead_per_email(cls, leads: list[Lead]) -> list[Lead]:
+        seen: dict[str, int] = {}
+        for i, lead in enumerate(leads):
+            first = seen.setdefault(lead.email.lower(), i)
+            if first != i:
+                raise ValueError(
+                    f"{lead.email.lower()} is configured twice (leads {first} and {i}; emails "
+                    "are compared ignoring case): merge their service_lines into one lead"
+                )
+        return leads
+
+    def secret_problems(self) -> list[str]:
+        """Problems with secrets the environment must supply (not checked by validation)."""
+        if self.smtp is not None and self.smtp.user and self.smtp.password is None:
+            return [smtp_password_problem(self.smtp.password_env)]
+        return []
+
     def masked(self) -> dict[str, Any]:
         """The effective configuration, secrets shown as ``********`` (or unset)."""
         data = self.model_dump(mode="json", by_alias=True, exclude={"source"})
@@ -127,6 +225,10 @@ class Config(_Strict):
                 "********" if self.smtp.password else f"(unset: set {self.smtp.password_env})"
             )
         return data
+
+
+def smtp_password_problem(var: str) -> str:
+    return f"smtp.user: is set but the password variable {var} is not set in the environment"
 
 
 def _errors(exc: ValidationError) -> list[str]:
@@ -150,36 +252,82 @@ class ConfigInvalid(ConfigError):
         super().__init__(f"{path} is invalid: {problems[0]}{more}")
 
 
-def load_config(path: Path | None = None, *, env: dict[str, str] | None = None) -> Config:
-    """Read ``path`` (default ``./velocity.toml`` when present) and apply the environment."""
+def _read(path: Path) -> dict[str, Any]:
+    """The TOML document at ``path``; every way of not being one is a ConfigError."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"no configuration file at {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory, not a configuration file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}): "
+            "save it as UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    require_secrets: bool = False,
+) -> Config:
+    """Read ``path`` (default ``./velocity.toml`` when present) and apply the environment.
+
+    ``require_secrets`` also reports secrets the environment must supply but does not (the SMTP
+    password when ``smtp.user`` is set), with the other problems: ``velocity config check``.
+    """
     env = dict(os.environ) if env is None else env
     raw: dict[str, Any] = {}
     source = "defaults"
     if path is None and DEFAULT_PATH.exists():
         path = DEFAULT_PATH
     if path is not None:
-        try:
-            raw = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"no configuration file at {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        raw = _read(Path(path))
         source = str(path)
     raw.setdefault("api", {})
-    if env.get("SCRUMS_API_URL"):
-        raw["api"]["url"] = env["SCRUMS_API_URL"]
-    if env.get("SCRUMS_API_TOKEN"):
-        raw["api"]["token"] = env["SCRUMS_API_TOKEN"]
+    if isinstance(raw["api"], dict):  # else validation names the problem
+        if env.get("SCRUMS_API_URL"):
+            raw["api"]["url"] = env["SCRUMS_API_URL"]
+        if env.get("SCRUMS_API_TOKEN"):
+            raw["api"]["token"] = env["SCRUMS_API_TOKEN"]
+    problems: list[str] = []
     if isinstance(raw.get("smtp"), dict):
         var = raw["smtp"].get("password_env", "VELOCITY_SMTP_PASSWORD")
+        if not isinstance(var, str):
+            var = "VELOCITY_SMTP_PASSWORD"
         if "password" in raw["smtp"]:
             raise ConfigInvalid(
                 source, [f"smtp.password: put the password in the {var} variable, not the file"]
             )
         if env.get(var):
             raw["smtp"]["password"] = env[var]
+        elif require_secrets and raw["smtp"].get("user"):
+            problems.append(smtp_password_problem(var))
     try:
         config = Config.model_validate({**raw, "source": source})
     except ValidationError as exc:
-        raise ConfigInvalid(source, _errors(exc)) from None
+        raise ConfigInvalid(source, _errors(exc) + problems) from None
+    if problems:
+        raise ConfigInvalid(source, problems)
     return config
+
+
+def revalidate(config: Config) -> None:
+    """Validate ``config`` again: one changed with ``model_copy`` (or built with
+    ``model_construct``) skipped validation. ConfigInvalid with every problem."""
+    data = config.model_dump(by_alias=True, exclude={"source"})
+    try:
+        Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigInvalid(config.source, _errors(exc)) from None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from scrums_velocity.config import Config
+from scrums_velocity.config import Config, revalidate
 from scrums_velocity.errors import ConfigError, VelocityError
 from scrums_velocity.extract.client import ClientSettings
 from scrums_velocity.extract.lake import Lake
@@ -28,7 +28,7 @@ from scrums_velocity.extract.run import ExtractOptions, extract
 from scrums_velocity.lock import data_dir_lock
 from scrums_velocity.models.runner import BuildSettings, build
 from scrums_velocity.observe import event
-from scrums_velocity.report.email import send_reports
+from scrums_velocity.report.email import check_can_send, send_reports
 from scrums_velocity.report.render import write_report
 
 STAGES = ("extract", "build", "report", "email")
@@ -84,9 +84,13 @@ def run_nightly(
     strict: bool = False,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> NightlyResult:
-    """Run every stage in order; raise the failing stage's error after recording it."""
+    """Run every stage in order; raise the failing stage's error after recording it.
+
+    Every configuration problem is raised before the lock is taken and before any stage starts,
+    so a bad configuration never leaves half a run behind (see :func:`preflight`).
+    """
     data_dir = config.data_dir
-    settings = client_settings(config)  # configuration errors before taking the lock
+    settings = preflight(config, email_dry_run=email_dry_run)
     options = ExtractOptions(
         data_dir=data_dir,
         workspaces=tuple(config.api.workspaces),
@@ -134,8 +138,21 @@ def run_nightly(
     return result
 
 
+def preflight(config: Config, *, email_dry_run: bool = False) -> ClientSettings:
+    """Every check of the configuration a stage would otherwise make only when it runs."""
+    revalidate(config)  # ConfigInvalid; a Config changed with model_copy was never validated
+    data_dir = config.data_dir
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(f"data dir {data_dir} is not a directory")
+    settings = client_settings(config)
+    build_settings(config)  # time zone, thresholds
+    if not email_dry_run:
+        check_can_send(config)
+    return settings
+
+
 def _report(config: Config, result: NightlyResult) -> str:
-    report = write_report(config.data_dir, config)
+    report = write_report(config.data_dir, config, lock=False)  # nightly holds the lock
     result.report_dir = report.directory
     return report.summary()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import shutil
 from email.message import EmailMessage
 
 import polars as pl
@@ -12,7 +13,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from scrums_velocity.api_server import free_port
-from scrums_velocity.config import Lead, SmtpConfig
+from scrums_velocity.config import Config, Lead, SmtpConfig, lead_key
 from scrums_velocity.errors import ConfigError, EmailError
 from scrums_velocity.report.email import send_reports
 from scrums_velocity.report.render import write_report
@@ -173,11 +174,12 @@ def test_login_uses_the_password_from_the_environment_and_never_shows_it(
 def test_dry_run_writes_eml_files(built, reported, tmp_path):
     result = send_reports(reported, built.data_dir, dry_run=True, outbox=tmp_path)
     assert sorted(p.name for p in result.written) == [
-        "ada-example-com.eml",
-        "grace-example-com.eml",
+        "ada-example-com-b5fc85e55755f9e0.eml",
+        "grace-example-com-b533d4547eaa5a0f.eml",
     ]
     msg = email.message_from_bytes(
-        (tmp_path / "ada-example-com.eml").read_bytes(), policy=email.policy.default
+        (tmp_path / "ada-example-com-b5fc85e55755f9e0.eml").read_bytes(),
+        policy=email.policy.default,
     )
     assert msg["To"] == "ada@example.com"
     assert len(list(msg.iter_attachments())) == 1
@@ -196,7 +198,7 @@ def test_a_lead_whose_lins_have_no_data_fails_alone(built, reported, tmp_path):
         / "reports"
         / result_week(built)
         / "leads"
-        / "nobody-example-com"
+        / lead_key("nobody@example.com")
         / "velocity.parquet"
     )
     assert table.height == 0
@@ -204,3 +206,76 @@ def test_a_lead_whose_lins_have_no_data_fails_alone(built, reported, tmp_path):
 
 def result_week(built) -> str:
     return sorted(p.name for p in (built.data_dir / "reports").glob("????-??-??"))[-1]
+
+
+def test_leads_whose_addresses_slug_alike_each_get_only_their_own_report(built, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    shutil.copy(built.data_dir / "warehouse.duckdb", data_dir / "warehouse.duckdb")
+    lins = [s.id for s in built.ds.service_lines]
+    cfg = Config(
+        data_dir=data_dir,
+        leads=[
+            Lead(name="Dot", email="a.b@x.com", service_lines=[lins[0]]),
+            Lead(name="Dash", email="a-b@x.com", service_lines=[lins[1], lins[2]]),
+        ],
+    )
+    report = write_report(data_dir, cfg)
+    assert "; 2 lead reports;" in report.summary()
+    week = report.directory
+    assert sorted(p.name for p in (week / "leads").iterdir()) == [
+        "a-b-x-com-464a0cfb779bc159",
+        "a-b-x-com-ab88cfdd1e82e75a",
+    ]
+    assert report.leads == {
+        "a.b@x.com": week / "leads" / "a-b-x-com-464a0cfb779bc159",
+        "a-b@x.com": week / "leads" / "a-b-x-com-ab88cfdd1e82e75a",
+    }
+    assert pl.read_parquet(report.leads["a.b@x.com"] / "velocity.parquet")[
+        "service_line_id"
+    ].to_list() == [lins[0]]
+    assert sorted(
+        pl.read_parquet(report.leads["a-b@x.com"] / "velocity.parquet")["service_line_id"]
+    ) == sorted([lins[1], lins[2]])
+    outbox = tmp_path / "outbox"
+    result = send_reports(cfg, data_dir, dry_run=True, outbox=outbox)
+    assert len(result.written) == 2
+    for path in result.written:
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        plain = msg.get_body(preferencelist=("plain",)).get_content()
+        mine = {"a.b@x.com": [lins[0]], "a-b@x.com": [lins[1], lins[2]]}[msg["To"]]
+        assert path.name == f"{lead_key(msg['To'])}.eml"
+        assert all(lin in plain for lin in mine)
+        assert not [lin for lin in lins if lin not in mine and lin in plain]
+
+
+def test_two_leads_of_one_address_are_refused_even_past_validation(built, reported, tmp_path):
+    twin = Lead(name="Ada twin", email="ADA@example.com", service_lines=built.lead_lins)
+    cfg = reported.model_copy(update={"leads": [*reported.leads, twin]})  # skips validation
+    with pytest.raises(ConfigError) as err:
+        write_report(built.data_dir, cfg)
+    assert str(err.value) == (
+        "ada@example.com is configured twice (emails are compared ignoring case): "
+        "merge their service_lines into one lead"
+    )
+
+
+def test_a_header_that_cannot_be_built_fails_that_lead_alone(built, reported, smtp_server):
+    # validation refuses control characters; a Lead built without validation must still not crash
+    bad = Lead.model_construct(
+        name="Eve\nBcc: everyone@example.com",
+        email="eve@example.com",
+        service_lines=built.lead_lins,
+    )
+    cfg = reported.model_copy(update={"leads": [bad, *reported.leads]})
+    write_report(built.data_dir, cfg)
+    inbox = Inbox()
+    cfg = cfg.model_copy(update={"smtp": smtp_config(smtp_server(inbox))})
+    with pytest.raises(EmailError) as err:
+        send_reports(cfg, built.data_dir)
+    assert str(err.value) == (
+        "1 of 3 lead emails failed (eve@example.com: cannot build the message to "
+        "eve@example.com: Header values may not contain linefeed or carriage return characters)"
+    )
+    assert sorted(r[0] for r, _ in inbox.messages) == ["ada@example.com", "grace@example.com"]
+    assert not [m for _, m in inbox.messages if "everyone" in str(m)]

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import re
-from datetime import timedelta
+import shutil
+import subprocess
+import sys
+from datetime import date, timedelta
+from types import SimpleNamespace
 
 import duckdb
 import polars as pl
 import pytest
 
 from scrums_velocity.errors import ReportError
-from scrums_velocity.report.render import write_report
+from scrums_velocity.report.render import _write_dir, write_report
 from tests.report.conftest import IMG_TITLE, SCRIPT_TITLE
 
 
@@ -159,3 +164,141 @@ def test_rewriting_a_week_swaps_the_whole_directory(built, report):
     assert again.directory.resolve() != first
     assert not first.exists()  # the old version is gone once the new one is in place
     assert (again.directory / "index.html").exists()
+
+
+def _one_row_table(**over) -> pl.DataFrame:
+    row = {
+        "service_line_id": "LIN-26-000001",
+        "workspace_id": "WS-26-000021",
+        "week_start": date(2026, 11, 16),
+        "health": "healthy",
+        "weeks_in_health": 2,
+        "health_since": date(2026, 11, 9),
+        "completed": 5,
+        "cancelled": 0,
+        "reopened": 1,
+        "baseline_weeks": 12,
+        "baseline_mean": 4.5,
+        "baseline_median": 4.0,
+        "baseline_stddev": 1.25,
+        "velocity_ratio": 1.1,
+        "p_value_below": 0.7,
+        "wtd_completed": None,
+        "wtd_expected": None,
+        "wtd_ratio": -0.25,
+        "spark": [3, 4, 5],
+        **over,
+    }
+    return pl.DataFrame([row])
+
+
+def test_csv_neutralises_formulas_and_parquet_keeps_exact_values(tmp_path):
+    hostile = [
+        '=HYPERLINK("http://evil","x")',
+        "+1+2",
+        "-2+3",
+        "@SUM(A1:A9)",
+        "\tTAB",
+        "\rCR",
+        "LIN-26-000001",
+    ]
+    table = pl.concat(
+        [
+            _one_row_table(service_line_id=lin, workspace_id=ws, health=health)
+            for lin, ws, health in zip(hostile, reversed(hostile), ["=1+1"] * 7, strict=True)
+        ]
+    )
+    files = _write_dir(tmp_path, {}, SimpleNamespace(table=table))
+    exact = pl.read_parquet(files["velocity.parquet"])
+    assert exact["service_line_id"].to_list() == hostile
+    assert exact["workspace_id"].to_list() == list(reversed(hostile))
+    csv = pl.read_csv(files["velocity.csv"])
+    assert csv["service_line_id"].to_list() == [
+        '\'=HYPERLINK("http://evil","x")',
+        "'+1+2",
+        "'-2+3",
+        "'@SUM(A1:A9)",
+        "'\tTAB",
+        "'\rCR",
+        "LIN-26-000001",
+    ]
+    assert csv["workspace_id"][0] == "LIN-26-000001"
+    assert csv["workspace_id"][6] == '\'=HYPERLINK("http://evil","x")'
+    assert set(csv["health"]) == {"'=1+1"}
+    # numbers stay numbers, negative ones too; dates stay dates
+    assert csv["wtd_ratio"].to_list() == [-0.25] * 7
+    assert csv["completed"].to_list() == [5] * 7
+    assert csv.schema["wtd_ratio"] == pl.Float64
+    assert csv["completed_last_12_weeks"].to_list() == ["3 4 5"] * 7
+    assert files["velocity.csv"].read_text().splitlines()[1] == (
+        '"\'=HYPERLINK(""http://evil"",""x"")",LIN-26-000001,2026-11-16,\'=1+1,2,2026-11-09,'
+        "5,0,1,12,4.5,4.0,1.25,1.1,0.7,,,-0.25,3 4 5"
+    )
+
+
+def test_a_killed_report_leaves_tmp_dirs_that_the_next_report_removes(built, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    shutil.copy(built.data_dir / "warehouse.duckdb", data_dir / "warehouse.duckdb")
+    reports = data_dir / "reports"
+    stale = reports / ".2026-11-09.4242.tmp"
+    (stale / "leads" / "x").mkdir(parents=True)
+    (stale / "index.html").write_text("half a report")
+    other_week = reports / ".2026-10-05.77.tmp"
+    other_week.mkdir()
+    link = reports / ".2026-11-09.link.4242"
+    link.symlink_to("nowhere")
+    orphan = reports / ".versions" / "2026-11-09-20261110T050000000000"
+    orphan.mkdir(parents=True)
+    result = write_report(data_dir, built.config())
+    assert sorted(p.name for p in reports.iterdir()) == [".versions", result.week.isoformat()]
+    assert [p.name for p in (reports / ".versions").iterdir()] == [result.directory.resolve().name]
+    again = write_report(data_dir, built.config())  # the live version of another run stays
+    assert (again.directory / "index.html").exists()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCRUMS_", "VELOCITY_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "scrums_velocity", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        cwd=os.path.dirname(__file__),  # no velocity.toml here
+    )
+
+
+def test_a_truncated_warehouse_is_one_error_line_naming_the_fix(built, tmp_path):
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(built.data_dir / "warehouse.duckdb", warehouse)
+    os.truncate(warehouse, warehouse.stat().st_size // 2)
+    r = cli("report", "--data-dir", str(tmp_path))
+    assert r.returncode == 6, r.stderr
+    assert "Traceback" not in r.stderr
+    (line,) = r.stderr.splitlines()
+    assert line.startswith(f"Error: the warehouse {warehouse} is damaged or unreadable (")
+    assert line.endswith("): rebuild it with 'velocity build'")
+    assert not (tmp_path / "reports").exists()
+
+
+def test_bad_data_dirs_are_one_error_line(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    r = cli("report", "--data-dir", str(a_file))
+    assert (r.returncode, r.stderr.splitlines()) == (
+        2,
+        [f"Error: data dir {a_file} is not a directory"],
+    )
+    missing = tmp_path / "missing"
+    r = cli("email", "--data-dir", str(missing))
+    assert (r.returncode, r.stderr.splitlines()) == (
+        7,
+        [f"Error: no report in {missing}/reports: run 'velocity report' first"],
+    )
+    r = cli("report", "--data-dir", str(missing))
+    assert (r.returncode, r.stderr.splitlines()) == (
+        6,
+        [f"Error: no warehouse at {missing}/warehouse.duckdb: run 'velocity build' first"],
+    )
+    assert not missing.exists()

@@ -9,8 +9,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from scrums_velocity.errors import ReportError
-from scrums_velocity.models.query import connect_read_only
+from scrums_velocity.errors import BuildError, ReportError
+from scrums_velocity.models.query import warehouse_path
 
 HEALTH_ORDER = {"at_risk": 0, "watch": 1, "insufficient_history": 2, "healthy": 3}
 SPARK_WEEKS = 12
@@ -81,8 +81,27 @@ def _optional(con, name: str) -> pl.DataFrame | None:
         return None
 
 
+def _unreadable(path: Path, exc: Exception) -> BuildError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    return BuildError(
+        f"the warehouse {path} is damaged or unreadable ({first}): rebuild it with 'velocity build'"
+    )
+
+
 def load_report_data(data_dir: Path, week: date | None = None) -> ReportData:
-    con = connect_read_only(data_dir)
+    """The report's frames; a warehouse DuckDB cannot read is a BuildError naming the fix."""
+    path = warehouse_path(data_dir)
+    try:
+        marts = _read_marts(path)
+    except (duckdb.Error, pl.exceptions.PolarsError, IndexError, KeyError) as exc:
+        raise _unreadable(path, exc) from None
+    except OSError as exc:
+        raise BuildError(f"cannot read the warehouse {path}: {exc.strerror or exc}") from None
+    return _assemble(marts, week)
+
+
+def _read_marts(path: Path) -> dict:
+    con = duckdb.connect(str(path), read_only=True)
     try:
         info = _table(con, "marts.build_info").row(0, named=True)
         weekly_all = _table(con, "marts.lin_velocity_weekly")
@@ -97,6 +116,26 @@ def load_report_data(data_dir: Path, week: date | None = None) -> ReportData:
         calibration = _optional(con, "marts.lin_forecast_backtest")
     finally:
         con.close()
+    return {
+        "info": info,
+        "weekly_all": weekly_all,
+        "latest": latest,
+        "flow": flow,
+        "daily": daily,
+        "aging": aging,
+        "dq": dq,
+        "dups": dups,
+        "forecast": forecast,
+        "signals": signals,
+        "calibration": calibration,
+    }
+
+
+def _assemble(marts: dict, week: date | None) -> ReportData:
+    info, weekly_all, latest = marts["info"], marts["weekly_all"], marts["latest"]
+    flow, daily, aging, dq = marts["flow"], marts["daily"], marts["aging"], marts["dq"]
+    dups, forecast, signals = marts["dups"], marts["forecast"], marts["signals"]
+    calibration = marts["calibration"]
     complete = weekly_all.filter(pl.col("week_complete"))
     if complete.is_empty():
         raise ReportError("the warehouse has no complete week yet: nothing to report")

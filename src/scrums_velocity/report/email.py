@@ -8,6 +8,7 @@ does not stop the others; the run then fails with a one-line summary of who did 
 
 from __future__ import annotations
 
+import email.errors
 import smtplib
 import ssl
 from dataclasses import dataclass, field
@@ -16,10 +17,9 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
-from scrums_velocity.config import Config, Lead
+from scrums_velocity.config import Config, ConfigInvalid, Lead, smtp_password_problem
 from scrums_velocity.errors import ConfigError, EmailError, ReportError
 from scrums_velocity.observe import event
-from scrums_velocity.report.render import lead_slug
 
 
 @dataclass
@@ -53,16 +53,32 @@ def report_dir(data_dir: Path, week: date | None) -> Path:
     return path
 
 
+# What building or serialising a message can raise on a value that cannot be a header (a newline,
+# an address that does not parse): mapped to a failure of that lead's email, never a traceback.
+HEADER_ERRORS = (ValueError, TypeError, LookupError, email.errors.MessageError)
+
+
 def _subject(summary: str, audience: str) -> str:
-    first, second = summary.splitlines()[:2]
+    lines = [line.strip() for line in summary.splitlines()] + ["", ""]
+    first, second = lines[:2]
     counts = second.split(",")[:2]  # "N at risk, M watch"
-    return f"{first.strip()}: {', '.join(c.strip() for c in counts)} ({audience})"
+    return f"{first}: {', '.join(c.strip() for c in counts)} ({audience})"
 
 
 def build_message(lead: Lead, directory: Path, sender: str) -> EmailMessage:
-    mine = directory / "leads" / lead_slug(lead)
+    """The lead's message; ReportError without their report, EmailError on a bad header."""
+    mine = directory / "leads" / lead.key
     if not (mine / "email.html").exists():
         raise ReportError(f"no report for {lead.email} in {directory}")
+    try:
+        return _message(lead, mine, directory.name, sender)
+    except HEADER_ERRORS as exc:
+        raise EmailError(f"cannot build the message to {lead.email}: {_short(exc)}") from None
+    except OSError as exc:
+        raise ReportError(f"cannot read the report for {lead.email}: {_short(exc)}") from None
+
+
+def _message(lead: Lead, mine: Path, week: str, sender: str) -> EmailMessage:
     summary = (mine / "summary.txt").read_text(encoding="utf-8")
     msg = EmailMessage()
     msg["From"] = sender
@@ -76,8 +92,9 @@ def build_message(lead: Lead, directory: Path, sender: str) -> EmailMessage:
         (mine / "index.html").read_bytes(),
         maintype="text",
         subtype="html",
-        filename=f"velocity-{directory.name}.html",
+        filename=f"velocity-{week}.html",
     )
+    bytes(msg)  # serialise once here: a header that cannot be written fails now, for this lead
     return msg
 
 
@@ -96,7 +113,7 @@ def _connect(config: Config) -> smtplib.SMTP:
     if smtp.user:
         if smtp.password is None:
             client.close()
-            raise ConfigError(f"smtp.user is set but {smtp.password_env} is not")
+            raise ConfigError(smtp_password_problem(smtp.password_env))
         client.login(smtp.user, smtp.password.get_secret_value())
     return client
 
@@ -113,22 +130,26 @@ def send_reports(
     result = EmailResult()
     if not config.leads:
         return result
-    if config.smtp is None and not dry_run:
-        raise ConfigError("no [smtp] section in the configuration: cannot send (try --dry-run)")
+    if not dry_run:
+        check_can_send(config)
     sender = config.smtp.sender if config.smtp else "velocity@localhost"
     messages: list[tuple[Lead, EmailMessage]] = []
     for lead in config.leads:
         try:
             messages.append((lead, build_message(lead, directory, sender)))
-        except ReportError as exc:
+        except (ReportError, EmailError) as exc:
             result.failed[lead.email] = str(exc)
     if dry_run:
         outbox = outbox or directory / "outbox"
-        outbox.mkdir(parents=True, exist_ok=True)
-        for lead, msg in messages:
-            path = outbox / f"{lead_slug(lead)}.eml"
-            path.write_bytes(bytes(msg))
-            result.written.append(path)
+        try:
+            outbox.mkdir(parents=True, exist_ok=True)
+            for lead, msg in messages:
+                path = outbox / f"{lead.key}.eml"
+                path.write_bytes(bytes(msg))
+                result.written.append(path)
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise EmailError(f"cannot write .eml files to {outbox}: {reason}") from None
     else:
         _send_all(config, messages, result)
     for email_address, reason in result.failed.items():
@@ -137,6 +158,19 @@ def send_reports(
         who = "; ".join(f"{k}: {v}" for k, v in result.failed.items())
         raise EmailError(f"{len(result.failed)} of {len(config.leads)} lead emails failed ({who})")
     return result
+
+
+def check_can_send(config: Config) -> None:
+    """Configuration problems that would stop every email: before anything is sent (or run)."""
+    if not config.leads:
+        return
+    if config.smtp is None:
+        raise ConfigError(
+            "no [smtp] section in the configuration: cannot send "
+            "(try --dry-run, or --email-dry-run with nightly)"
+        )
+    if problems := config.secret_problems():
+        raise ConfigInvalid(config.source, problems)
 
 
 def _send_all(
@@ -166,6 +200,8 @@ def _send_all(
                     f"cannot send via {config.smtp.host}:{config.smtp.port}: {_short(exc)}"  # type: ignore[union-attr]
                 )
                 client = _reset(client)
+            except HEADER_ERRORS as exc:  # the message cannot be put on the wire
+                result.failed[lead.email] = f"cannot send the message: {_short(exc)}"
     finally:
         _reset(client)
 

@@ -1,17 +1,21 @@
 """Render and write the report: ``index.html``, ``email.html``, ``velocity.csv`` and
 ``velocity.parquet`` under ``<data-dir>/reports/<week>/``, and one report per lead under
-``leads/<slug>/``.
+``leads/<key>/`` (:func:`scrums_velocity.config.lead_key`: one directory per email address).
 
 All task-derived text reaches HTML through Jinja2 with autoescaping on (and chart labels through
 :mod:`charts`). A report directory is written beside the old one and swapped in whole, so a killed
-run leaves the last good report in place.
+run leaves the last good report in place; the next run (holding the data dir's lock, so no
+other run can be using them) removes what a killed one left behind.
+
+``velocity.csv`` is for spreadsheets: a text cell that begins with ``=``, ``+``, ``-``, ``@``, a tab
+or a carriage return is prefixed with ``'`` so that no spreadsheet runs it as a formula (OWASP's
+CSV injection advice). ``velocity.parquet`` keeps every value exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -25,8 +29,10 @@ from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
 from scrums_velocity import __version__
-from scrums_velocity.config import Config, Lead
-from scrums_velocity.errors import ReportError
+from scrums_velocity.config import Config
+from scrums_velocity.errors import ConfigError, ReportError
+from scrums_velocity.lock import data_dir_lock
+from scrums_velocity.models.query import warehouse_path
 from scrums_velocity.observe import event
 from scrums_velocity.report.charts import HEALTH_STYLE, all_charts
 from scrums_velocity.report.data import SPARK_WEEKS, ReportData, load_report_data
@@ -294,6 +300,25 @@ def _table_frame(data: ReportData) -> pl.DataFrame:
     return data.table.select(cols).rename({"spark": f"completed_last_{SPARK_WEEKS}_weeks"})
 
 
+# Cells a spreadsheet would take for a formula (OWASP, "CSV Injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with every text cell that a spreadsheet would run as a formula prefixed by ``'``.
+
+    Only string columns change: numbers (negative ones too), dates and booleans stay typed.
+    """
+    return frame.with_columns(
+        pl.when(pl.any_horizontal(pl.col(name).str.starts_with(c) for c in FORMULA_PREFIXES))
+        .then(pl.lit("'") + pl.col(name))
+        .otherwise(pl.col(name))
+        .alias(name)
+        for name, dtype in frame.schema.items()
+        if dtype == pl.String
+    )
+
+
 def _write_dir(directory: Path, texts: dict[str, str], data: ReportData) -> dict[str, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     files = {}
@@ -304,27 +329,89 @@ def _write_dir(directory: Path, texts: dict[str, str], data: ReportData) -> dict
     frame = _table_frame(data)
     frame.write_parquet(directory / "velocity.parquet")
     spark_col = f"completed_last_{SPARK_WEEKS}_weeks"
-    frame.with_columns(pl.col(spark_col).cast(pl.List(pl.String)).list.join(" ")).write_csv(
-        directory / "velocity.csv"
-    )
+    csv_safe(
+        frame.with_columns(pl.col(spark_col).cast(pl.List(pl.String)).list.join(" "))
+    ).write_csv(directory / "velocity.csv")
     files["velocity.parquet"] = directory / "velocity.parquet"
     files["velocity.csv"] = directory / "velocity.csv"
     return files
 
 
-def lead_slug(lead: Lead) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", lead.email.lower()).strip("-")
+def _check_data_dir(data_dir: Path) -> None:
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(f"data dir {data_dir} is not a directory")
+    warehouse_path(data_dir)  # BuildError naming 'velocity build' when there is none
 
 
-def write_report(data_dir: Path, config: Config, week: date | None = None) -> ReportResult:
-    """``velocity report``: render the week's report (and each lead's) and swap it in."""
+def remove_leftovers(reports: Path) -> list[Path]:
+    """Remove what killed report runs left in ``reports/``; call only under the data-dir lock.
+
+    Holding the lock, no other report run can be writing: every ``.<week>.<pid>.tmp`` directory,
+    every ``.<week>.link.<pid>`` symlink and every version no ``<week>`` link points at is stale.
+    """
+    if not reports.is_dir():
+        return []
+    removed: list[Path] = []
+    for path in [*reports.glob(".*.tmp"), *reports.glob(".*.link.*")]:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        removed.append(path)
+    versions = reports / ".versions"
+    if versions.is_dir():
+        live = {
+            (reports / os.readlink(link)).resolve()
+            for link in reports.iterdir()
+            if link.is_symlink() and not link.name.startswith(".")
+        }
+        for version in versions.iterdir():
+            if version.resolve() not in live:
+                shutil.rmtree(version, ignore_errors=True)
+                removed.append(version)
+    if removed:
+        event("report.leftovers_removed", count=len(removed), directory=str(reports))
+    return removed
+
+
+def write_report(
+    data_dir: Path, config: Config, week: date | None = None, *, lock: bool = True
+) -> ReportResult:
+    """``velocity report``: render the week's report (and each lead's) and swap it in.
+
+    Takes the data dir's lock unless the caller holds it (``lock=False``: ``velocity nightly``).
+    """
+    _check_data_dir(data_dir)
+    guard = data_dir_lock(data_dir, "velocity report") if lock else contextlib.nullcontext()
+    with guard:
+        return _write_report(data_dir, config, week)
+
+
+def _lead_dirs(config: Config) -> dict[str, str]:
+    """lead email -> directory name; two leads of one address are refused, never merged."""
+    keys: dict[str, str] = {}
+    for lead in config.leads:
+        if lead.key in keys.values():
+            raise ConfigError(
+                f"{lead.email.lower()} is configured twice (emails are compared ignoring case): "
+                "merge their service_lines into one lead"
+            )
+        keys[lead.email] = lead.key
+    return keys
+
+
+def _write_report(data_dir: Path, config: Config, week: date | None) -> ReportResult:
     t0 = time.monotonic()
+    lead_dirs = _lead_dirs(config)
     data = load_report_data(data_dir, week)
     reports = data_dir / "reports"
+    try:
+        remove_leftovers(reports)
+    except OSError as exc:
+        raise ReportError(f"cannot clean up {reports}: {exc.strerror or exc}") from None
     final = reports / data.week.isoformat()
     tmp = reports / f".{data.week.isoformat()}.{os.getpid()}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
     plotly_js = get_plotlyjs()
     warehouse = data_dir / "warehouse.duckdb"
     result = ReportResult(final, data.week)
@@ -342,13 +429,12 @@ def write_report(data_dir: Path, config: Config, week: date | None = None) -> Re
                     service_lines=",".join(lead.service_lines),
                 )
             sub = data.for_lins(set(lead.service_lines))
-            lead_dir = tmp / "leads" / lead_slug(lead)
             _write_dir(
-                lead_dir,
+                tmp / "leads" / lead_dirs[lead.email],
                 render(sub, config, audience=lead.name, warehouse=warehouse, plotly_js=plotly_js),
                 sub,
             )
-            result.leads[lead.email] = final / "leads" / lead_slug(lead)
+            result.leads[lead.email] = final / "leads" / lead_dirs[lead.email]
         _swap_in(tmp, final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
