@@ -31,6 +31,7 @@ import polars as pl
 from scrums_velocity.api_server.serve import mock_api_process
 from scrums_velocity.extract.client import ClientSettings
 from scrums_velocity.extract.run import ExtractOptions, extract
+from scrums_velocity.lake import open_lake
 
 NOW = "2026-11-23T09:00:00Z"
 
@@ -126,7 +127,7 @@ def peak_memory(tasks: int, work: Path) -> tuple[float, float, float, int]:
         elapsed = time.perf_counter() - t0
         if status != 0:
             raise SystemExit(f"extraction of {tasks} tasks failed with status {status}")
-    raw = pl.scan_parquet(sorted((data_dir / "lake" / "tasks").rglob("*.parquet")))
+    raw = open_lake(data_dir).scan("tasks")
     json_mib = raw.select(pl.col("raw").str.len_bytes().sum()).collect().item() / 2**20
     rows = raw.select(pl.len()).collect().item()
     return usage.ru_maxrss / 1024, elapsed, json_mib, rows

@@ -93,7 +93,10 @@ def extract_cmd(
     workspace: list[str] = typer.Option([], "--workspace", "-w", help="WS-* to extract; repeat."),
     service_line: list[str] = typer.Option([], help="Only these LIN-* (narrows the listing)."),
     project: list[str] = typer.Option([], help="Only these PROJ-* (narrows the listing)."),
-    data_dir: Path | None = typer.Option(None, help="Where the lake lives [config; default data]."),
+    data_dir: Path | None = typer.Option(None, help="Local state: staging, lock [config; data]."),
+    lake: str | None = typer.Option(
+        None, help="The lake: a path or s3://bucket/prefix [config; <data-dir>/lake]."
+    ),
     full: bool = typer.Option(False, "--full", help="Refetch every task's detail."),
     concurrency: int | None = typer.Option(None, min=1, max=256, help="Requests in flight [16]."),
     max_rps: float | None = typer.Option(None, min=0.01, help="Client-side rate limit (req/s)."),
@@ -110,6 +113,7 @@ def extract_cmd(
     Settings come from velocity.toml (when present) with these flags over them."""
     from scrums_velocity.config import load_config
     from scrums_velocity.extract.run import ExtractOptions, extract
+    from scrums_velocity.lake import resolve_location
     from scrums_velocity.nightly import client_settings
 
     setup_logging(log_json)
@@ -129,7 +133,7 @@ def extract_cmd(
     )
     if not api.url:
         raise ConfigError("no API URL: pass --api-url or set SCRUMS_API_URL")
-    cfg = _overlay(cfg, api=api, data_dir=data_dir)
+    cfg = _overlay(cfg, api=api, data_dir=data_dir, lake=lake)
     options = ExtractOptions(
         data_dir=cfg.data_dir,
         workspaces=tuple(api.workspaces),
@@ -137,16 +141,24 @@ def extract_cmd(
         projects=tuple(api.projects),
         full=full,
         strict=strict,
+        lake=cfg.lake,
     )
     result = extract(client_settings(cfg), options)
     typer.echo(result.summary())
-    typer.echo(f"lake: {cfg.data_dir / 'lake'}")
+    snapshot = f" (snapshot {result.snapshot.run_id})" if result.snapshot else ""
+    typer.echo(f"lake: {resolve_location(cfg.lake, cfg.data_dir)}{snapshot}")
 
 
 @app.command("build")
 @handle_errors
 def build_cmd(
-    data_dir: Path | None = typer.Option(None, help="Reads <data-dir>/lake [config; data]."),
+    data_dir: Path | None = typer.Option(None, help="Where the warehouse goes [config; data]."),
+    lake: str | None = typer.Option(
+        None, help="The lake: a path or s3://bucket/prefix [config; <data-dir>/lake]."
+    ),
+    snapshot: str | None = typer.Option(
+        None, help="Build from an earlier lake snapshot: a run id or an ISO time [newest]."
+    ),
     timezone: str | None = typer.Option(None, help="IANA time zone of weeks and days [UTC]."),
     baseline_weeks: int | None = typer.Option(None, min=1, help="K: weeks in a baseline [12]."),
     as_of: str | None = typer.Option(None, help="Reference time, ISO (default: last extraction)."),
@@ -165,11 +177,14 @@ def build_cmd(
     cfg = _overlay(
         cfg,
         data_dir=data_dir,
+        lake=lake,
         model=_overlay(cfg.model, timezone=timezone, baseline_weeks=baseline_weeks),
     )
     settings = build_settings(cfg)
     if as_of is not None:
         settings = dataclasses.replace(settings, as_of=_parse_time(as_of, "--as-of"))
+    if snapshot is not None:
+        settings = dataclasses.replace(settings, snapshot=snapshot)
     result = build(settings)
     typer.echo(result.summary())
     typer.echo(f"warehouse: {result.warehouse}")
@@ -307,11 +322,53 @@ def config_check(
     typer.echo(json.dumps(cfg.masked(), indent=2, default=str))
 
 
+lake_app = typer.Typer(help="Inspect and maintain the lake.", no_args_is_help=True)
+app.add_typer(lake_app, name="lake")
+
+
+@lake_app.command("history")
+@handle_errors
+def lake_history(
+    data_dir: Path = typer.Option(Path("data"), help="The data dir of the default lake."),
+    lake: str | None = typer.Option(None, help="The lake: a path or s3://bucket/prefix."),
+) -> None:
+    """List the lake's snapshots, oldest first: run id, commit time, table versions."""
+    from scrums_velocity.lake import open_lake
+
+    snaps = open_lake(data_dir, lake).snapshots()
+    if not snaps:
+        raise ConfigError(f"no lake snapshots in {lake or data_dir / 'lake'}")
+    for snap in snaps:
+        versions = " ".join(f"{k}={v}" for k, v in sorted(snap.versions.items()))
+        typer.echo(f"{snap.run_id}  {snap.committed_at.isoformat(timespec='seconds')}  {versions}")
+
+
+@lake_app.command("migrate")
+@handle_errors
+def lake_migrate(
+    data_dir: Path = typer.Option(Path("data"), help="The data dir holding the old lake."),
+    lake: str | None = typer.Option(None, help="Where to write it [<data-dir>/lake]."),
+) -> None:
+    """Convert an old-layout lake (Parquet snapshots behind a symlink) to Delta tables, once."""
+    from scrums_velocity.lake import legacy_snapshot, migrate, resolve_location
+    from scrums_velocity.lock import data_dir_lock
+
+    old = legacy_snapshot(data_dir)
+    if old is None:
+        raise ConfigError(f"no old-layout lake in {data_dir}: nothing to migrate")
+    with data_dir_lock(data_dir, "velocity lake migrate"):
+        snap = migrate(data_dir, resolve_location(lake, data_dir), old)
+    typer.echo(f"migrated {old} to {resolve_location(lake, data_dir)} (snapshot {snap.run_id})")
+
+
 @app.command("nightly")
 @handle_errors
 def nightly_cmd(
     config: Path | None = typer.Option(None, "--config", "-c", help="velocity.toml to use."),
     data_dir: Path | None = typer.Option(None, help="Overrides data_dir of the configuration."),
+    lake: str | None = typer.Option(
+        None, help="The lake: a path or s3://bucket/prefix [config; <data-dir>/lake]."
+    ),
     email_dry_run: bool = typer.Option(False, "--email-dry-run", help="Write .eml files instead."),
     strict: bool = typer.Option(False, "--strict", help="Fail when any API record is rejected."),
     log_json: bool = typer.Option(False, "--log-json", help="Log JSON lines instead of text."),
@@ -322,8 +379,7 @@ def nightly_cmd(
 
     setup_logging(log_json)
     cfg = load_config(config)
-    if data_dir is not None:
-        cfg = cfg.model_copy(update={"data_dir": data_dir})
+    cfg = _overlay(cfg, data_dir=data_dir, lake=lake)
     result = run_nightly(cfg, email_dry_run=email_dry_run, strict=strict)
     typer.echo(result.summary())
 

@@ -190,6 +190,12 @@ class SmtpConfig(_Strict):
 
 class Config(_Strict):
     data_dir: Path = Path("data")
+    lake: str | None = Field(
+        None, description="a local path or s3://bucket/prefix; default <data_dir>/lake"
+    )
+    lake_retention_days: int = Field(
+        30, ge=0, description="snapshots younger than this stay readable (time travel)"
+    )
     api: ApiConfig = Field(default_factory=ApiConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)

@@ -14,7 +14,8 @@ line and exits with the error's ``exit_code``; nothing else should reach the use
     ├── ExtractError           the extraction finished with problems    (exit 5)
     ├── BuildError             a model or a data test failed            (exit 6)
     ├── ReportError            the report could not be written          (exit 7)
-    └── EmailError             one or more emails could not be sent     (exit 8)
+    ├── EmailError             one or more emails could not be sent     (exit 8)
+    └── LakeError              the lake is unreachable or damaged       (exit 9)
 """
 
 from __future__ import annotations
@@ -72,3 +73,7 @@ class ReportError(VelocityError):
 
 class EmailError(VelocityError):
     exit_code = 8
+
+
+class LakeError(VelocityError):
+    exit_code = 9

@@ -12,10 +12,9 @@ Exit codes (from :mod:`errors`): 0 success, 2 configuration, 3 already running, 
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -23,8 +22,8 @@ import httpx
 from scrums_velocity.config import Config, revalidate
 from scrums_velocity.errors import ConfigError, VelocityError
 from scrums_velocity.extract.client import ClientSettings
-from scrums_velocity.extract.lake import Lake
-from scrums_velocity.extract.run import ExtractOptions, extract
+from scrums_velocity.extract.run import ExtractOptions, extract, new_run_id
+from scrums_velocity.lake import open_lake, resolve_location
 from scrums_velocity.lock import data_dir_lock
 from scrums_velocity.models.runner import BuildSettings, build
 from scrums_velocity.observe import event
@@ -74,6 +73,7 @@ def build_settings(config: Config) -> BuildSettings:
         at_risk_ratio=config.health.at_risk_ratio,
         at_risk_p_value=config.health.at_risk_p_value,
         watch_ratio=config.health.watch_ratio,
+        lake=config.lake,
     )
 
 
@@ -97,6 +97,7 @@ def run_nightly(
         service_lines=tuple(config.api.service_lines),
         projects=tuple(config.api.projects),
         strict=strict,
+        lake=config.lake,
     )
     bsettings = build_settings(config)
     result = NightlyResult()
@@ -105,9 +106,7 @@ def run_nightly(
     with data_dir_lock(data_dir, "velocity nightly"):
         event("nightly.start", data_dir=str(data_dir))
         steps = {
-            "extract": lambda: extract(
-                settings, options, transport=transport, lock=False
-            ).summary(),
+            "extract": lambda: _extract(config, settings, options, transport),
             "build": lambda: build(bsettings, lock=False).summary(),
             "report": lambda: _report(config, result),
             "email": lambda: _email(config, email_dry_run),
@@ -130,7 +129,7 @@ def run_nightly(
                 result.failed_stage, result.error = stage, exc
                 event(f"nightly.{stage}", outcome="failed", error=str(exc))
         result.duration_s = time.monotonic() - t0
-        _record(data_dir, result, started)
+        _record(config, result, started)
     event("nightly.done", **result.stages, seconds=round(result.duration_s, 1))
     if result.error is not None:
         err = result.error
@@ -145,6 +144,7 @@ def preflight(config: Config, *, email_dry_run: bool = False) -> ClientSettings:
     if data_dir.exists() and not data_dir.is_dir():
         raise ConfigError(f"data dir {data_dir} is not a directory")
     settings = client_settings(config)
+    resolve_location(config.lake, data_dir)  # the lake URL and its endpoint's scheme
     build_settings(config)  # time zone, thresholds
     if not email_dry_run:
         check_can_send(config)
@@ -161,12 +161,30 @@ def _email(config: Config, dry_run: bool) -> str:
     return send_reports(config, config.data_dir, dry_run=dry_run).summary()
 
 
-def _record(data_dir: Path, result: NightlyResult, started: datetime) -> None:
+def _extract(
+    config: Config,
+    settings: ClientSettings,
+    options: ExtractOptions,
+    transport: httpx.AsyncBaseTransport | None,
+) -> str:
+    """Extract, then vacuum what no snapshot within the retention period needs."""
+    summary = extract(settings, options, transport=transport, lock=False).summary()
+    lake = open_lake(config.data_dir, config.lake)
+    with lake.lease(new_run_id(datetime.now(UTC))) as lease:
+        removed = lake.vacuum(lease, timedelta(days=config.lake_retention_days))
+    return f"{summary}; vacuum removed {sum(removed.values())} files"
+
+
+def _record(config: Config, result: NightlyResult, started: datetime) -> None:
     """One ``nightly`` row in the lake's run manifest with every stage's outcome."""
-    lake = Lake(data_dir)
-    if lake.current() is None:
-        return  # nothing was ever extracted: there is no lake to record into
-    run_id = started.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+    try:
+        lake = open_lake(config.data_dir, config.lake)
+        if lake.head() is None:
+            return  # nothing was ever extracted: there is no lake to record into
+    except VelocityError as exc:
+        event("nightly.not_recorded", error=str(exc))
+        return
+    run_id = new_run_id(started)
     failed = result.failed_stage
     row = {
         "run_id": run_id,
@@ -183,6 +201,8 @@ def _record(data_dir: Path, result: NightlyResult, started: datetime) -> None:
         "http_statuses": {},
         "unknown_values": {},
     }
-    lake.staging(run_id)
-    lake.commit(run_id, lake.staging_root / run_id, [], row, started)
-    lake.discard_staging(run_id)
+    try:
+        with lake.lease(run_id) as lease:
+            lake.commit(lease, run_id, None, [], row, started)
+    except VelocityError as exc:  # the stages' outcome stands; the record is best effort
+        event("nightly.not_recorded", error=str(exc))

@@ -9,6 +9,7 @@ import polars as pl
 from scrums_velocity.api_server import Dataset, InProcessTransport
 from scrums_velocity.extract.client import ClientSettings
 from scrums_velocity.extract.run import ExtractOptions, ExtractResult, extract
+from scrums_velocity.lake import open_lake
 
 VOLATILE = ("extracted_at", "run_id")
 
@@ -29,14 +30,15 @@ def run_extract(
     return extract(settings or settings_for(ds), opts, transport=transport)
 
 
-def read_lake(data_dir: Path, dataset: str) -> pl.DataFrame:
-    files = sorted((data_dir / "lake" / dataset).rglob("*.parquet"))
-    if not files:
+def read_lake(data_dir: Path, dataset: str, lake: str | None = None) -> pl.DataFrame:
+    """One dataset of the lake's newest snapshot (empty when there is no lake)."""
+    opened = open_lake(data_dir, lake)
+    if opened.head() is None:
         return pl.DataFrame()
-    return pl.read_parquet(files, hive_partitioning=dataset != "runs")
+    return opened.read(dataset)
 
 
-def comparable(data_dir: Path) -> dict[str, pl.DataFrame]:
+def comparable(data_dir: Path, lake: str | None = None) -> dict[str, pl.DataFrame]:
     """The lake's content without what legitimately differs between runs (run ids, times)."""
     out = {}
     keys = {
@@ -45,14 +47,16 @@ def comparable(data_dir: Path) -> dict[str, pl.DataFrame]:
         "task_history": ["task_id", "at", "to_value"],
     }
     for dataset, key in keys.items():
-        df = read_lake(data_dir, dataset)
+        df = read_lake(data_dir, dataset, lake)
         df = df.drop([c for c in VOLATILE if c in df.columns])
         out[dataset] = df.sort([*key, *(c for c in df.columns if c not in key)])
     return out
 
 
-def assert_same_lake(a: Path, b: Path) -> None:
-    ca, cb = comparable(a), comparable(b)
+def assert_same_lake(
+    a: Path, b: Path, lake_a: str | None = None, lake_b: str | None = None
+) -> None:
+    ca, cb = comparable(a, lake_a), comparable(b, lake_b)
     for name in ca:
         assert ca[name].height == cb[name].height, name
         assert ca[name].equals(cb[name]), name

@@ -198,7 +198,8 @@ def test_extract_and_build_read_velocity_toml_with_flags_over_it(ds, tmp_path):
         )
         r = velocity("extract", token=ds.admin_token, cwd=tmp_path)
         assert r.returncode == 0, r.stderr
-        assert r.stdout.rstrip().endswith("lake: from-config/lake")
+        lake_line = r.stdout.rstrip().splitlines()[-1]
+        assert lake_line.startswith(f"lake: {tmp_path / 'from-config' / 'lake'} (snapshot ")
         n_ws0 = sum(1 for w in ds.tasks["workspace_id"] if w == ds.workspaces[0].id)
         assert f"{n_ws0} tasks listed" in r.stdout
     r = velocity("build", "--baseline-weeks", "8", token=None, cwd=tmp_path)

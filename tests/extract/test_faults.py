@@ -3,12 +3,11 @@ fails clearly and the previous lake stays in place."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from scrums_velocity.api_server import Knobs, create_app, generate
 from scrums_velocity.errors import ApiRetriesExhaustedError
+from scrums_velocity.lake import open_lake
 from tests.conftest import NOW, live_server
 from tests.extract.conftest import assert_same_lake, read_lake, run_extract, settings_for
 
@@ -72,7 +71,7 @@ def test_faults_over_a_real_socket_give_the_same_lake(ds, reference, tmp_path):
 
 def test_past_the_retry_cap_the_run_fails_and_the_previous_lake_stays(ds, reference, tmp_path):
     run_extract(ds, create_app(ds), tmp_path)
-    before = os.readlink(tmp_path / "lake")
+    before = open_lake(tmp_path).head()
     broken = create_app(ds, Knobs(fault_rate=1.0, fault_kinds=("503",)))
     with pytest.raises(ApiRetriesExhaustedError) as err:
         run_extract(ds, broken, tmp_path, settings=settings_for(ds, max_attempts=3))
@@ -82,7 +81,7 @@ def test_past_the_retry_cap_the_run_fails_and_the_previous_lake_stays(ds, refere
     )
     assert "\n" not in message
     # the previous data is intact; the failed run is recorded in the manifest
-    assert os.readlink(tmp_path / "lake") != before
+    assert open_lake(tmp_path).head().run_id != before.run_id  # a new snapshot: the run's row
     assert_same_lake(reference, tmp_path)
     runs = read_lake(tmp_path, "runs").sort("started_at")
     assert runs["outcome"].to_list() == ["succeeded", "failed"]

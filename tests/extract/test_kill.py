@@ -14,7 +14,8 @@ import polars as pl
 import pytest
 
 from scrums_velocity.api_server import create_app, generate
-from scrums_velocity.extract import lake as lake_module
+from scrums_velocity.extract.run import STAGING
+from scrums_velocity.lake import DATASETS, Lake, open_lake
 from tests.conftest import NOW, live_server
 from tests.extract.conftest import assert_same_lake, read_lake, run_extract
 
@@ -25,17 +26,14 @@ def ds():
 
 
 def check_consistent(data_dir):
-    """The lake, if any, is one complete snapshot: every file readable, tasks unique."""
-    link = data_dir / "lake"
-    if not link.is_symlink():
-        assert not link.exists()
+    """The lake, if any, is one complete snapshot: every dataset readable, tasks unique."""
+    lake = open_lake(data_dir)
+    head = lake.head()
+    if head is None:
         return 0
-    snap = link.resolve()
-    assert snap.is_dir()
-    assert not snap.name.endswith(".tmp")
-    for path in snap.rglob("*.parquet"):
-        pl.read_parquet(path)  # raises on a torn file
-    tasks = read_lake(data_dir, "tasks")
+    for dataset in DATASETS:
+        lake.read(dataset, head)  # raises on a torn or missing file
+    tasks = lake.read("tasks", head)
     assert tasks["id"].n_unique() == tasks.height
     return tasks.height
 
@@ -75,31 +73,33 @@ def test_sigkill_at_random_points_then_rerun_gives_the_same_lake(ds, tmp_path):
     assert final.returncode == 0, final.stderr
     assert all(n in (0, ds.tasks.height) for n in sizes), sizes  # nothing half-committed
     assert_same_lake(reference, killed)
-    staging = killed / ".lake" / "staging"
+    staging = killed / STAGING
     assert not staging.exists() or not any(staging.iterdir())
 
 
-@pytest.mark.parametrize("step", ["rename", "replace"])
-def test_a_crash_inside_the_commit_leaves_the_previous_snapshot(ds, tmp_path, monkeypatch, step):
+@pytest.mark.parametrize("crash_at", ["task_versions", "task_history", "tasks", "runs"])
+def test_a_crash_inside_the_commit_leaves_the_previous_snapshot(
+    ds, tmp_path, monkeypatch, crash_at
+):
     app = create_app(ds)
     run_extract(ds, app, tmp_path)
-    before = os.readlink(tmp_path / "lake")
+    before = open_lake(tmp_path).head()
+    history_rows = read_lake(tmp_path, "task_history").height
     app.state.store.update(
         app.state.store.by_id[ds.tasks["id"][0]], {"status": "cancelled"}, by="USR-26-000040"
     )
+    real = Lake._write
 
-    real = getattr(os, step)
-
-    def crash(src, dst, *a, **k):
-        if step == "rename" or str(dst).endswith("/lake"):
+    def crash(self, dataset, data, **kwargs):
+        if dataset == crash_at:
             raise KeyboardInterrupt("simulated crash")
-        return real(src, dst, *a, **k)
+        return real(self, dataset, data, **kwargs)
 
-    monkeypatch.setattr(lake_module.os, step, crash)
+    monkeypatch.setattr(Lake, "_write", crash)
     with pytest.raises(KeyboardInterrupt):
         run_extract(ds, app, tmp_path)
     monkeypatch.undo()
-    assert os.readlink(tmp_path / "lake") == before
+    assert open_lake(tmp_path).head() == before  # readers still see the previous snapshot
     assert check_consistent(tmp_path) == ds.tasks.height
     result = run_extract(ds, app, tmp_path)
     assert result.tasks_changed == 1
@@ -107,5 +107,6 @@ def test_a_crash_inside_the_commit_leaves_the_previous_snapshot(ds, tmp_path, mo
         read_lake(tmp_path, "tasks").filter(pl.col("id") == ds.tasks["id"][0])["status"].item()
         == "cancelled"
     )
-    snaps = [p.name for p in (tmp_path / ".lake" / "snapshots").iterdir()]
-    assert not [s for s in snaps if s.endswith(".tmp")]
+    # what the crashed run appended was rolled back, not published twice
+    assert read_lake(tmp_path, "task_history").height == history_rows + 1
+    assert read_lake(tmp_path, "task_versions").height == ds.tasks.height + 1

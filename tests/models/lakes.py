@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from scrums_velocity.extract.lake import PARTITIONED, SCHEMAS, write_empty
+from scrums_velocity.lake import SCHEMAS, open_lake
 
 
 def ts(text: str) -> datetime:
@@ -99,25 +98,20 @@ class Lake:
         )
 
     def write(self, data_dir: Path) -> Path:
-        root = data_dir / "lake"
-        by_ws: dict[tuple[str, str], list[dict]] = defaultdict(list)
-        for row in self.tasks:
-            by_ws[("tasks", self.workspace_of[row["id"]])].append(
-                {**row, "extracted_at": ts(self.extracted)}
-            )
-        for row in self.history:
-            by_ws[("task_history", self.workspace_of[row["task_id"]])].append(
-                {**row, "extracted_at": ts(self.extracted)}
-            )
-        for row in self.versions:
-            by_ws[("task_versions", self.workspace_of[row["id"]])].append(row)
-        for (dataset, ws), rows in by_ws.items():
-            path = root / dataset / f"workspace_id={ws}" / "part-0.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMAS[dataset]), path)
-        for dataset in PARTITIONED:
-            if not (root / dataset).exists():
-                write_empty(root, dataset)
-        (root / "runs").mkdir(parents=True, exist_ok=True)
-        pq.write_table(SCHEMAS["runs"].empty_table(), root / "runs" / "run-0.parquet")
+        """Commit the tasks, history and versions as one snapshot of ``data_dir``'s lake."""
+        extracted = {"extracted_at": ts(self.extracted)}
+        rows = {
+            "tasks": [
+                {**r, **extracted, "workspace_id": self.workspace_of[r["id"]]} for r in self.tasks
+            ],
+            "task_history": [
+                {**r, **extracted, "workspace_id": self.workspace_of[r["task_id"]]}
+                for r in self.history
+            ],
+            "task_versions": [
+                {**r, "workspace_id": self.workspace_of[r["id"]]} for r in self.versions
+            ],
+        }
+        tables = {d: pa.Table.from_pylist(r, schema=SCHEMAS[d]) for d, r in rows.items()}
+        open_lake(data_dir).replace(f"fixture-{uuid.uuid4().hex[:8]}", tables, command="fixture")
         return data_dir

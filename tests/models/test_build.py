@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import duckdb
 import httpx
@@ -14,6 +14,7 @@ import pytest
 
 from scrums_velocity.api_server import create_app, generate
 from scrums_velocity.errors import BuildError, ConfigError
+from scrums_velocity.lake import open_lake
 from scrums_velocity.models.runner import BuildSettings, build, discover
 from tests.conftest import NOW, auth
 from tests.extract.conftest import run_extract
@@ -69,8 +70,8 @@ def test_the_build_reads_one_snapshot_and_reports_rows(extracted):
     assert result.tests >= 60
     assert result.rows["staging.stg_tasks"] == 2000
     con = duckdb.connect(str(path / "warehouse.duckdb"), read_only=True)
-    (snapshot,) = con.execute("select lake_snapshot from marts.build_info").fetchone()
-    assert Path(snapshot) == (path / "lake").resolve()
+    row = con.execute("select lake_url, lake_snapshot from marts.build_info").fetchall()
+    assert row == [(str((path / "lake").absolute()), open_lake(path).head().run_id)]
 
 
 def test_a_failing_data_test_fails_the_build_and_keeps_the_previous_warehouse(
@@ -141,8 +142,11 @@ def test_model_files_follow_the_conventions():
         "staging.stg_tasks",
     } <= names
     for m in models:
-        reads_parquet = "read_parquet" in m.sql
-        assert reads_parquet == (m.schema == "staging"), f"{m.table}: only staging reads Parquet"
+        reads_lake = re.search(r"\blake_(tasks|task_versions|task_history|rejects|runs)\b", m.sql)
+        assert bool(reads_lake) == (m.schema == "staging"), (
+            f"{m.table}: only staging reads the lake"
+        )
+        assert not re.search(r"read_(parquet|csv|json|text)|glob\(", m.sql), m.table  # no files
         assert m.name.startswith({"staging": "stg_", "intermediate": "int_"}.get(m.schema, "")), (
             m.table
         )
@@ -178,7 +182,9 @@ def test_cli_build_without_a_lake_and_query_and_models(tmp_path):
 
     r = velocity("build", "--data-dir", str(tmp_path))
     assert r.returncode == 6
-    assert r.stderr.strip() == f"Error: no lake in {tmp_path}: run 'velocity extract' first"
+    assert (
+        r.stderr.strip() == f"Error: no lake at {tmp_path / 'lake'}: run 'velocity extract' first"
+    )
     r = velocity("query", "select 1", "--data-dir", str(tmp_path))
     assert r.returncode == 6
     assert "no warehouse" in r.stderr

@@ -1,7 +1,7 @@
-"""Write a synthetic :class:`Dataset` straight into a Parquet lake, as the extractor would have.
+"""Write a synthetic :class:`Dataset` straight into a lake, as the extractor would have.
 
 For model benchmarks and large demos: a million tasks go to the lake in seconds, without a
-million HTTP requests. The layout, schemas and snapshot publication are the extractor's own.
+million HTTP requests. The schemas, table format and snapshot commit are the lake's own.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from scrums_velocity.api_server.synth import Dataset
-from scrums_velocity.extract.lake import SCHEMAS, Lake, write_empty
+from scrums_velocity.lake import SCHEMAS, Snapshot, open_lake
 
 _TS = pl.Datetime("us", "UTC")
 
@@ -22,12 +21,16 @@ def _ts(col: str) -> pl.Expr:
     return pl.from_epoch(col, time_unit="ms").dt.replace_time_zone("UTC").cast(_TS)
 
 
-def write_lake(ds: Dataset, data_dir: Path, *, extracted_at: datetime | None = None) -> Path:
-    """Write ``ds`` as a new lake snapshot under ``data_dir`` and publish it; return its path."""
+def write_lake(
+    ds: Dataset,
+    data_dir: Path,
+    *,
+    extracted_at: datetime | None = None,
+    lake: str | None = None,
+) -> Snapshot:
+    """Commit ``ds`` as a new snapshot of ``data_dir``'s lake (or ``lake``); return it."""
     extracted_at = extracted_at or datetime.fromtimestamp(ds.now_ms / 1000, UTC)
     run_id = "synthetic-" + extracted_at.strftime("%Y%m%dT%H%M%SZ")
-    lake = Lake(data_dir)
-    snapshot = lake.snapshots / run_id
     counts = ds.history.group_by("seq").len().rename({"len": "history_count"})
     tasks = ds.tasks.join(counts, on="seq", how="left").with_columns(
         _ts("created_ms").alias("created_at"),
@@ -51,15 +54,8 @@ def write_lake(ds: Dataset, data_dir: Path, *, extracted_at: datetime | None = N
         pl.lit(run_id).alias("run_id"),
     )
     frames = {"tasks": tasks, "task_versions": tasks, "task_history": history}
-    for ws in ds.workspaces:
-        for dataset, frame in frames.items():
-            part = frame.filter(pl.col("workspace_id") == ws.id)
-            table = part.select(SCHEMAS[dataset].names).to_arrow().cast(SCHEMAS[dataset])
-            path = snapshot / dataset / f"workspace_id={ws.id}" / f"part-{run_id}.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table, path, compression="zstd")
-    write_empty(snapshot, "rejects")
-    (snapshot / "runs").mkdir(parents=True, exist_ok=True)
-    pq.write_table(SCHEMAS["runs"].empty_table(), snapshot / "runs" / f"run-{run_id}.parquet")
-    lake.publish(snapshot)
-    return snapshot
+    tables = {
+        name: frame.select(SCHEMAS[name].names).to_arrow().cast(SCHEMAS[name])
+        for name, frame in frames.items()
+    }
+    return open_lake(data_dir, lake).replace(run_id, tables, command="synthetic")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,11 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import polars as pl
 
 from scrums_velocity.errors import ApiAuthError, ConfigError, ExtractError, VelocityError
 from scrums_velocity.extract.client import ClientSettings, NotFound, TasksApi
-from scrums_velocity.extract.lake import Lake, Refresh, StagingWriter, verify_snapshot
 from scrums_velocity.extract.records import (
     Rejected,
     TaskDetail,
@@ -33,6 +32,7 @@ from scrums_velocity.extract.records import (
     parse_detail,
     parse_summary,
 )
+from scrums_velocity.lake import Lake, Refresh, Snapshot, StagingWriter, WriterLease, open_lake
 from scrums_velocity.lock import data_dir_lock
 from scrums_velocity.observe import Reporter, event
 
@@ -47,6 +47,7 @@ class ExtractOptions:
     projects: tuple[str, ...] = ()
     full: bool = False
     strict: bool = False
+    lake: str | None = None  # a path or s3:// URL; default <data-dir>/lake
 
     def __post_init__(self) -> None:
         if not self.workspaces:
@@ -60,7 +61,7 @@ class ExtractOptions:
 @dataclass
 class ExtractResult:
     run_id: str
-    snapshot: Path | None
+    snapshot: Snapshot | None
     mode: str
     outcome: str = "succeeded"
     error: str | None = None
@@ -94,6 +95,14 @@ class ExtractResult:
         )
 
 
+STAGING = ".staging"
+
+
+def staging_dir(data_dir: Path, run_id: str) -> Path:
+    """Where a run stages what it fetched, on the data dir's local disk, until it commits."""
+    return data_dir / STAGING / run_id
+
+
 def new_run_id(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
 
@@ -107,16 +116,25 @@ class _Known:
 
 class _Run:
     def __init__(
-        self, api: TasksApi, options: ExtractOptions, lake: Lake, run_id: str, reporter: Reporter
+        self,
+        api: TasksApi,
+        options: ExtractOptions,
+        lake: Lake,
+        lease: WriterLease,
+        head: Snapshot | None,
+        run_id: str,
+        reporter: Reporter,
     ) -> None:
         self.api = api
         self.options = options
         self.lake = lake
+        self.lease = lease
+        self.head = head
         self.run_id = run_id
         self.reporter = reporter
         self.started = datetime.now(UTC)
         self.result = ExtractResult(run_id, None, "full" if options.full else "incremental")
-        state = lake.load_state()
+        state = lake.load_state(head)
         self.known: dict[str, _Known] = {
             tid: _Known(upd, hc or 0, dig)
             for tid, upd, hc, dig in state.select(
@@ -124,7 +142,8 @@ class _Run:
             ).iter_rows()
         }
         del state
-        self.staging = lake.staging(run_id)
+        self.staging = staging_dir(options.data_dir, run_id)
+        self.staging.mkdir(parents=True)
         self.writer = StagingWriter(self.staging, run_id)
         self.seen: dict[str, set[str]] = {ws: set() for ws in options.workspaces}
         self.unknown: Counter = Counter()
@@ -280,16 +299,10 @@ class _Run:
         self.result.history_rows_added += len(fresh)
 
     def _lake_history_keys(self, task_id: str) -> set[tuple]:
-        lf = self.lake.scan("task_history")
-        if lf is None:
+        history = self.lake.history_of(task_id, self.head)
+        if history.is_empty():
             return set()
-        rows = (
-            lf.filter(pl.col("task_id") == task_id)
-            .select("at", "change", "from_value", "to_value", "by")
-            .collect()
-            .iter_rows()
-        )
-        return set(rows)
+        return set(history.select("at", "change", "from_value", "to_value", "by").iter_rows())
 
     def reject(self, ws: str, stage: str, task_id: str | None, reason: str, payload: Any) -> None:
         self.result.rejects += 1
@@ -338,7 +351,7 @@ class _Run:
             for _ in fetchers:
                 await self.queue.put(None)
 
-    def commit(self, outcome: str, error: str | None) -> Path:
+    def commit(self, outcome: str, error: str | None) -> Snapshot:
         r = self.result
         r.outcome, r.error = outcome, error
         narrowed = bool(self.options.service_lines or self.options.projects)
@@ -350,9 +363,7 @@ class _Run:
                 for ws, ids in self.seen.items()
             ]
         else:
-            self.writer.abort()
-            self.lake.discard_staging(self.run_id)
-            self.lake.staging(self.run_id)  # an empty staging dir: the commit adds only the run row
+            self.writer.abort()  # a failed run commits only its row
         r.requests = self.api.stats.requests
         r.retries = dict(self.api.stats.retries)
         r.http_statuses = dict(self.api.stats.statuses)
@@ -388,10 +399,10 @@ class _Run:
             "error": error,
         }
 
-        def inspect(tmp: Path) -> dict[str, int]:
+        def inspect(snapshot: Snapshot) -> dict[str, int]:
             if outcome != "succeeded":
                 return {}
-            checked = verify_snapshot(tmp, list(self.options.workspaces))
+            checked = self.lake.verify_history(snapshot, list(self.options.workspaces))
             r.history_mismatches = checked["history_mismatches"]
             r.tasks_missing = checked["tasks_missing"]
             if r.history_mismatches:
@@ -399,9 +410,15 @@ class _Run:
             return checked
 
         snapshot = self.lake.commit(
-            self.run_id, self.staging, refreshes, row, self.started, inspect=inspect
+            self.lease,
+            self.run_id,
+            self.staging if outcome == "succeeded" else None,
+            refreshes,
+            row,
+            self.started,
+            inspect=inspect,
         )
-        self.lake.discard_staging(self.run_id)
+        shutil.rmtree(self.staging, ignore_errors=True)
         r.snapshot = snapshot
         return snapshot
 
@@ -423,10 +440,9 @@ async def extract_async(
     transport: httpx.AsyncBaseTransport | None = None,
     reporter: Reporter | None = None,
 ) -> ExtractResult:
-    """Run one extraction into ``options.data_dir`` (the caller holds the data-dir lock)."""
-    lake = Lake(options.data_dir)
-    lake.current()  # refuses a data dir whose 'lake' is not ours, before any work
-    lake.collect_garbage()
+    """Run one extraction into the lake (the caller holds the data-dir lock)."""
+    lake = open_lake(options.data_dir, options.lake)
+    shutil.rmtree(options.data_dir / STAGING, ignore_errors=True)  # what killed runs staged
     run_id = new_run_id(datetime.now(UTC))
     t0 = time.monotonic()
     event(
@@ -436,9 +452,10 @@ async def extract_async(
         workspaces=",".join(options.workspaces),
         api=settings.api_url,
     )
-    with reporter or Reporter("extract") as rep:
+    with reporter or Reporter("extract") as rep, lake.lease(run_id) as lease:
+        head = lake.prepare(lease)
         async with TasksApi(settings, transport=transport) as api:
-            run = _Run(api, options, lake, run_id, rep)
+            run = _Run(api, options, lake, lease, head, run_id, rep)
             try:
                 await run.run()
             except (VelocityError, ExceptionGroup) as exc:

@@ -33,6 +33,7 @@ import duckdb
 import polars as pl
 
 from scrums_velocity.errors import BuildError, ConfigError
+from scrums_velocity.lake import DATASETS, Lake, Snapshot, open_lake, storage_errors
 from scrums_velocity.lock import data_dir_lock
 from scrums_velocity.observe import event
 
@@ -59,6 +60,8 @@ class BuildSettings:
     at_risk_p_value: float = 0.05
     watch_ratio: float = 0.8
     as_of: datetime | None = None  # default: the lake's latest extracted_at
+    lake: str | None = None  # a path or s3:// URL; default <data-dir>/lake
+    snapshot: str | datetime | None = None  # a run id or a time; default: the newest
     memory_limit: str = "4GB"
     threads: int = 2
     forecast_seed: int = 7  # the Monte Carlo forecasts are deterministic for a given seed
@@ -146,20 +149,18 @@ def load_schema_docs(models_dir: Path = MODELS_DIR) -> dict[str, dict[str, Any]]
     return docs
 
 
-def _lake_as_of(lake_dir: Path) -> datetime | None:
-    """The lake's latest extraction: when its newest task row was fetched (None when empty)."""
-    files = sorted((lake_dir / "tasks").rglob("*.parquet"))
-    if not files:
-        return None
-    return pl.scan_parquet(files).select(pl.col("extracted_at").max()).collect().item()
+def _lake_as_of(lake: Lake, snapshot: Snapshot) -> datetime | None:
+    """The snapshot's latest extraction: when its newest task row was fetched (None if empty)."""
+    with storage_errors(f"cannot read the tasks of snapshot {snapshot.run_id}"):
+        return lake.scan("tasks", snapshot).select(pl.col("extracted_at").max()).collect().item()
 
 
-def resolve_as_of(lake_dir: Path, as_of: datetime | None) -> datetime:
-    """The build's reference time: ``as_of`` if given, else the lake's latest extraction.
+def resolve_as_of(lake: Lake, snapshot: Snapshot, as_of: datetime | None) -> datetime:
+    """The build's reference time: ``as_of`` if given, else the snapshot's latest extraction.
 
     A time after the latest extraction is refused: the lake cannot know what happened then.
     """
-    latest = _lake_as_of(lake_dir)
+    latest = _lake_as_of(lake, snapshot)
     if as_of is None:
         return latest or datetime.now(UTC)
     if latest is not None and as_of > latest:
@@ -227,7 +228,8 @@ def _data_tests(docs: dict[str, dict[str, Any]], models_dir: Path) -> list[tuple
 
 def build_into(
     path: Path,
-    lake_dir: Path,
+    lake: Lake,
+    snapshot: Snapshot,
     settings: BuildSettings,
     *,
     models_dir: Path = MODELS_DIR,
@@ -237,7 +239,7 @@ def build_into(
     t0 = time.monotonic()
     models = discover(models_dir)
     docs = load_schema_docs(models_dir)
-    as_of = resolve_as_of(lake_dir, settings.as_of)
+    as_of = resolve_as_of(lake, snapshot, settings.as_of)
     con = duckdb.connect(
         str(path), config={"storage_compatibility_version": WAREHOUSE_STORAGE_VERSION}
     )
@@ -246,8 +248,12 @@ def build_into(
         con.execute(f"SET threads = {int(settings.threads)}")
         con.execute("SET memory_limit = ?", [settings.memory_limit])
         con.execute("SET preserve_insertion_order = false")
+        # The snapshot's datasets, read through the Delta log: what staging models select from.
+        for dataset in DATASETS:
+            con.register(f"lake_{dataset}", lake.dataset(dataset, snapshot))
         variables = {
-            "lake_dir": str(lake_dir),
+            "lake_url": lake.location.url,
+            "lake_snapshot": snapshot.run_id,
             "tz": settings.timezone,
             "baseline_weeks": settings.baseline_weeks,
             "min_baseline_weeks": settings.min_baseline_weeks,
@@ -331,31 +337,36 @@ def build(
 ) -> BuildResult:
     """``velocity build``: build a new warehouse from the current lake and swap it in."""
     data_dir = settings.data_dir
-    link = data_dir / "lake"
-    if not link.exists():
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(f"--data-dir {data_dir} is a file, not a directory")
+    if not data_dir.is_dir() and settings.lake is None:
         raise BuildError(f"no lake in {data_dir}: run 'velocity extract' first")
-    lake_dir = link.resolve()  # one snapshot for the whole build, whatever commits meanwhile
-    for dataset in ("tasks", "task_history", "task_versions", "rejects", "runs"):
-        if not (lake_dir / dataset).is_dir():
-            raise BuildError(f"the lake at {lake_dir} has no {dataset} dataset")
-    # Resolved once, before any work: a refused --as-of costs one column read of the lake.
-    settings = dataclasses.replace(settings, as_of=resolve_as_of(lake_dir, settings.as_of))
     if after_models is None:
         from scrums_velocity.models.forecast import build_forecasts
 
         after_models = build_forecasts
     ctx = data_dir_lock(data_dir, "velocity build") if lock else contextlib.nullcontext()
     with ctx:
+        lake = open_lake(data_dir, settings.lake)
+        if lake.head() is None:
+            raise BuildError(f"no lake at {lake.location}: run 'velocity extract' first")
+        # One snapshot for the whole build, whatever commits meanwhile.
+        snapshot = lake.snapshot(settings.snapshot)
+        # Resolved once, before any work: a refused --as-of costs one column read of the lake.
+        settings = dataclasses.replace(
+            settings, as_of=resolve_as_of(lake, snapshot, settings.as_of)
+        )
         target = data_dir / WAREHOUSE
         tmp = data_dir / f".{WAREHOUSE}.{os.getpid()}-{secrets.token_hex(3)}.tmp"
         event(
             "build.start",
-            lake=str(lake_dir),
+            lake=str(lake.location),
+            snapshot=snapshot.run_id,
             timezone=settings.timezone,
             baseline_weeks=settings.baseline_weeks,
         )
         try:
-            result = build_into(tmp, lake_dir, settings, after_models=after_models)
+            result = build_into(tmp, lake, snapshot, settings, after_models=after_models)
             fd = os.open(tmp, os.O_RDONLY)
             try:
                 os.fsync(fd)

@@ -7,6 +7,7 @@ select
     getvariable('at_risk_ratio')::double as at_risk_ratio,
     getvariable('at_risk_p_value')::double as at_risk_p_value,
     getvariable('watch_ratio')::double as watch_ratio,
-    getvariable('lake_dir')::varchar as lake_snapshot,
+    getvariable('lake_url')::varchar as lake_url,
+    getvariable('lake_snapshot')::varchar as lake_snapshot,
     getvariable('storage_version')::varchar as storage_version,
     now() as built_at

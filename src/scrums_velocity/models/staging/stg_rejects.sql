@@ -1,9 +1,6 @@
 -- Records the extractor could not parse, with their raw payload. Renames and casts only.
 with source as (
-    select *
-    from read_parquet(
-        getvariable('lake_dir') || '/rejects/*/*.parquet', hive_partitioning = true
-    )
+    select * from lake_rejects
 ),
 
 renamed as (

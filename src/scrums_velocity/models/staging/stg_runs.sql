@@ -1,6 +1,6 @@
 -- One manifest row per pipeline run. Renames and casts only.
 with source as (
-    select * from read_parquet(getvariable('lake_dir') || '/runs/*.parquet')
+    select * from lake_runs
 ),
 
 renamed as (

@@ -1,9 +1,6 @@
 -- One row per status-history entry the API returned. Staging: renames and casts only.
 with source as (
-    select *
-    from read_parquet(
-        getvariable('lake_dir') || '/task_history/*/*.parquet', hive_partitioning = true
-    )
+    select * from lake_task_history
 ),
 
 renamed as (

@@ -1,9 +1,6 @@
 -- Every state in which a task was seen (one row per new updated_at). Renames and casts only.
 with source as (
-    select *
-    from read_parquet(
-        getvariable('lake_dir') || '/task_versions/*/*.parquet', hive_partitioning = true
-    )
+    select * from lake_task_versions
 ),
 
 renamed as (

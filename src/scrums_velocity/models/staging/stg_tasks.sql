@@ -1,9 +1,6 @@
 -- One row per task in its latest extracted state. Staging: renames and casts only.
 with source as (
-    select *
-    from read_parquet(
-        getvariable('lake_dir') || '/tasks/*/*.parquet', hive_partitioning = true
-    )
+    select * from lake_tasks
 ),
 
 renamed as (
