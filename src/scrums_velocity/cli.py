@@ -27,6 +27,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click errors: a usage error is "Usage: ..." and one "Error: ..." line, like every
+    # other failure (rich would draw a box around it).
+    rich_markup_mode=None,
 )
 
 
@@ -108,7 +111,7 @@ def extract_cmd(
     config: Path | None = typer.Option(None, "--config", "-c", help="velocity.toml to use."),
     log_json: bool = typer.Option(False, "--log-json", help="Log JSON lines instead of text."),
 ) -> None:
-    """Extract tasks and their history into the Parquet lake (incremental by default).
+    """Extract tasks and their history into the lake (incremental by default).
 
     Settings come from velocity.toml (when present) with these flags over them."""
     from scrums_velocity.config import load_config

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from scrums_velocity.errors import LockedError
+from scrums_velocity.errors import ConfigError, LockedError
 
 LOCK_NAME = ".velocity.lock"
 
@@ -36,7 +36,12 @@ def _holder(path: Path) -> str:
 
 @contextlib.contextmanager
 def data_dir_lock(data_dir: Path, command: str) -> Iterator[None]:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(f"--data-dir {data_dir} is a file, not a directory")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the data dir {data_dir}: {exc.strerror}") from None
     lock_path = data_dir / LOCK_NAME
     info_path = data_dir / (LOCK_NAME + ".json")
     lock = FileLock(lock_path, timeout=0, is_singleton=False)

@@ -7,7 +7,7 @@ manifest as one ``nightly`` row, whatever happened.
 
 Exit codes (from :mod:`errors`): 0 success, 2 configuration, 3 already running, 4 API failure,
 5 extraction problems (rejects under --strict), 6 build or data test failure, 7 report failure,
-8 email failure.
+8 email failure, 9 the lake unreachable or damaged.
 """
 
 from __future__ import annotations

@@ -223,3 +223,22 @@ def test_cli_build_without_a_lake_and_query_and_models(tmp_path):
     r = velocity("query", "drop table marts.build_info", "--data-dir", str(tmp_path))
     assert r.returncode == 2
     assert "read-only" in r.stderr.lower()
+
+
+def test_a_build_removes_what_killed_builds_left(tmp_path):
+    lake = Lake()
+    lake.task("TSK-26-000001", "LIN-26-000001", "2026-01-05 09:00", "backlog")
+    lake.write(tmp_path)
+    leftovers = [
+        tmp_path / ".warehouse.duckdb.4242-abcdef.tmp",
+        tmp_path / ".warehouse.duckdb.4242-abcdef.tmp.wal",
+        tmp_path / ".warehouse.duckdb.77-012345.tmp",
+    ]
+    for path in leftovers:
+        path.write_bytes(b"x" * 1000)
+    keep = tmp_path / "warehouse.duckdb.bak"
+    keep.write_bytes(b"mine")
+    build(BuildSettings(data_dir=tmp_path))
+    assert not any(p.exists() for p in leftovers)
+    assert keep.read_bytes() == b"mine"
+    assert sorted(p.name for p in tmp_path.glob(".warehouse*")) == []

@@ -32,7 +32,16 @@ from scrums_velocity.extract.records import (
     parse_detail,
     parse_summary,
 )
-from scrums_velocity.lake import Lake, Refresh, Snapshot, StagingWriter, WriterLease, open_lake
+from scrums_velocity.lake import (
+    Damage,
+    Lake,
+    LakeDamaged,
+    Refresh,
+    Snapshot,
+    StagingWriter,
+    WriterLease,
+    open_lake,
+)
 from scrums_velocity.lock import data_dir_lock
 from scrums_velocity.observe import Reporter, event
 
@@ -82,6 +91,7 @@ class ExtractResult:
     http_statuses: dict[str, int] = field(default_factory=dict)
     unknown_values: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
+    files_set_aside: int = 0  # damaged lake files moved to _velocity/damaged/ (mode rebuild)
 
     def summary(self) -> str:
         retries = ", ".join(f"{k}={v}" for k, v in sorted(self.retries.items())) or "none"
@@ -92,6 +102,12 @@ class ExtractResult:
             f"{self.details_fetched} details fetched, "
             f"{self.history_rows_added} history rows added, {self.rejects} rejected, "
             f"{self.requests} requests, retries: {retries}, {self.duration_s:.1f} s"
+            + (
+                f"; the lake was damaged: {self.files_set_aside} files set aside and "
+                "everything refetched"
+                if self.files_set_aside
+                else ""
+            )
         )
 
 
@@ -134,6 +150,7 @@ class _Run:
         self.reporter = reporter
         self.started = datetime.now(UTC)
         self.result = ExtractResult(run_id, None, "full" if options.full else "incremental")
+        self.damaged: list[Damage] = []  # set aside at commit, then the lake is rebuilt
         state = lake.load_state(head)
         self.known: dict[str, _Known] = {
             tid: _Known(upd, hc or 0, dig)
@@ -409,6 +426,10 @@ class _Run:
                 event("extract.history_mismatch", tasks=r.history_mismatches)
             return checked
 
+        rebuild = outcome == "succeeded" and bool(self.damaged)
+        if rebuild:
+            self.lake.quarantine(self.lease, self.damaged, self.run_id)
+            r.files_set_aside = len(self.damaged)
         snapshot = self.lake.commit(
             self.lease,
             self.run_id,
@@ -417,6 +438,7 @@ class _Run:
             row,
             self.started,
             inspect=inspect,
+            rebuild=rebuild,
         )
         shutil.rmtree(self.staging, ignore_errors=True)
         r.snapshot = snapshot
@@ -454,8 +476,28 @@ async def extract_async(
     )
     with reporter or Reporter("extract") as rep, lake.lease(run_id) as lease:
         head = lake.prepare(lease)
+        damaged = lake.damage(head) if head is not None else []
+        if damaged:
+            if options.service_lines or options.projects:
+                raise LakeDamaged(
+                    head,
+                    damaged,
+                    "run 'velocity extract --full' without --service-line or --project to "
+                    "rebuild it from the API",
+                )
+            # Refetch everything; the damage is set aside when the run commits (a run that
+            # fails leaves the lake as it found it).
+            event(
+                "extract.lake_damaged",
+                snapshot=head.run_id,
+                files=len(damaged),
+                first=str(damaged[0]),
+            )
         async with TasksApi(settings, transport=transport) as api:
-            run = _Run(api, options, lake, lease, head, run_id, rep)
+            run = _Run(api, options, lake, lease, None if damaged else head, run_id, rep)
+            run.damaged = damaged
+            if damaged:
+                run.result.mode = "rebuild"
             try:
                 await run.run()
             except (VelocityError, ExceptionGroup) as exc:

@@ -80,6 +80,10 @@ class WriterLease:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lost: str | None = None
+        # Set by Lake.prepare: the head snapshot a run builds on and the table versions it
+        # commits on top of (the head's, or what quarantine left of them).
+        self.head: Any = None
+        self.base: dict[str, int] | None = None
 
     # ---- object store ----------------------------------------------------------------------
     def _body(self) -> bytes:

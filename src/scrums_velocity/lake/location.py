@@ -60,7 +60,7 @@ class LakeLocation:
     def storage_options(self) -> dict[str, str]:
         return dict(self.options)
 
-    def arrow_filesystem(self, name: str) -> Any:
+    def arrow_filesystem(self, name: str | None = None) -> Any:
         """A pyarrow filesystem rooted at a table, for reading its files natively (C++).
 
         deltalake's default (a Python-wrapped object store) can abort the interpreter at exit
@@ -70,17 +70,16 @@ class LakeLocation:
         """
         import pyarrow.fs as pafs
 
+        root = self.uri(name) if name else self.url
         if self.is_local:
-            return pafs.SubTreeFileSystem(self.uri(name), pafs.LocalFileSystem())
+            return pafs.SubTreeFileSystem(root, pafs.LocalFileSystem())
         kwargs: dict[str, Any] = {}
         if self.endpoint:
             ep = urlsplit(self.endpoint)
             kwargs.update(endpoint_override=ep.netloc, scheme=ep.scheme)
         if self.region:
             kwargs["region"] = self.region
-        return pafs.SubTreeFileSystem(
-            self.uri(name).removeprefix("s3://"), pafs.S3FileSystem(**kwargs)
-        )
+        return pafs.SubTreeFileSystem(root.removeprefix("s3://"), pafs.S3FileSystem(**kwargs))
 
     def store(self) -> Any:
         """An obstore store for the root (for the writer's lease object)."""

@@ -143,6 +143,29 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class Damage:
+    """A data file a snapshot needs that is missing, truncated or unreadable."""
+
+    dataset: str
+    path: str  # relative to the table
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.dataset}/{self.path} {self.reason}"
+
+
+class LakeDamaged(LakeError):
+    """The snapshot a stage would read is damaged; ``damage`` lists what."""
+
+    def __init__(self, snapshot: Snapshot, damage: list[Damage], fix: str) -> None:
+        self.damage = damage
+        more = f" (+{len(damage) - 1} more)" if len(damage) > 1 else ""
+        super().__init__(
+            f"the lake's snapshot {snapshot.run_id} is damaged: {damage[0]}{more}; {fix}"
+        )
+
+
+@dataclass(frozen=True)
 class Refresh:
     """What a run learnt about one workspace's tasks."""
 
@@ -358,7 +381,84 @@ class Lake:
             ).collect()
         return {k: int(v or 0) for k, v in out.row(0, named=True).items()}
 
+    def damage(self, snapshot: Snapshot) -> list[Damage]:
+        """Check every data file the snapshot needs against the Delta log's record of it.
+
+        A file must exist, have the size the log recorded, and have a readable Parquet footer
+        with the row count the log recorded. Costs a metadata request and a footer read per file.
+        """
+        import pyarrow.fs as pafs
+
+        found: list[Damage] = []
+        for dataset in DATASETS:
+            with storage_errors(f"cannot read the log of {dataset} of snapshot {snapshot.run_id}"):
+                table = self._table(dataset, snapshot.versions[dataset])
+                actions = pa.table(table.get_add_actions(flatten=True))
+            fs = self.location.arrow_filesystem(dataset)
+            rows = actions.select(["path", "size_bytes", "num_records"]).to_pylist()
+            if not rows:
+                continue
+            infos = fs.get_file_info([r["path"] for r in rows])
+            for row, info in zip(rows, infos, strict=True):
+                path, size, records = row["path"], row["size_bytes"], row["num_records"]
+                if info.type == pafs.FileType.NotFound:
+                    found.append(Damage(dataset, path, "is missing"))
+                    continue
+                if info.size != size:
+                    found.append(
+                        Damage(
+                            dataset, path, f"is truncated or changed ({info.size} of {size} bytes)"
+                        )
+                    )
+                    continue
+                try:
+                    with fs.open_input_file(path) as handle:
+                        n = pq.read_metadata(handle).num_rows
+                except (OSError, pa.ArrowException) as exc:
+                    found.append(Damage(dataset, path, f"is unreadable ({_first_line(exc)})"))
+                    continue
+                if records is not None and n != records:
+                    found.append(
+                        Damage(dataset, path, f"holds {n} rows where the log records {records}")
+                    )
+        return found
+
+    def verify(self, snapshot: Snapshot, fix: str) -> None:
+        """Raise :class:`LakeDamaged` (one line, naming ``fix``) if the snapshot is damaged."""
+        damage = self.damage(snapshot)
+        if damage:
+            raise LakeDamaged(snapshot, damage, fix)
+
     # ---- writing ---------------------------------------------------------------------------
+    def quarantine(self, lease: WriterLease, damage: list[Damage], run_id: str) -> None:
+        """Move damaged files aside (``_velocity/damaged/<run>/``) and drop them from the tables.
+
+        Nothing is deleted: what is left of a damaged file stays for inspection. The tables'
+        logs then no longer name the files (Delta FSCK), so the next commit builds on what is
+        whole; the run that called this refetches the rest from the API.
+        """
+        import pyarrow.fs as pafs
+
+        lease.check()
+        root = self.location.arrow_filesystem()
+        with storage_errors(f"cannot set aside the damaged files of the lake at {self.location}"):
+            for item in damage:
+                src = f"{item.dataset}/{item.path}"
+                dest = f"_velocity/damaged/{run_id}/{src}"
+                if root.get_file_info(src).type != pafs.FileType.NotFound:
+                    root.create_dir(dest.rsplit("/", 1)[0], recursive=True)
+                    root.move(src, dest)
+            for dataset in sorted({d.dataset for d in damage}):
+                removed = self._table(dataset).repair(dry_run=False)
+                if lease.base is not None:
+                    lease.base[dataset] = self._version(dataset)
+                event(
+                    "lake.quarantined",
+                    dataset=dataset,
+                    files=len(removed.get("files_removed", [])),
+                    moved_to=f"_velocity/damaged/{run_id}/",
+                )
+
     def lease(self, run_id: str) -> WriterLease:
         return WriterLease(self.location, run_id)
 
@@ -401,6 +501,10 @@ class Lake:
                 elif latest > target:
                     self._table(dataset).restore(target)
                     event("lake.rolled_back", dataset=dataset, version_from=latest, to=target)
+            lease.head = head
+            lease.base = (
+                {d: self._version(d) for d in DATASETS} if head is None else dict(head.versions)
+            )
         return head
 
     def commit(
@@ -413,27 +517,48 @@ class Lake:
         run_started: datetime,
         inspect: Callable[[Snapshot], dict[str, Any]] | None = None,
         tables: dict[str, Any] | None = None,
+        rebuild: bool = False,
     ) -> Snapshot:
         """Publish a new snapshot: this run's rows on top of the head, atomically for readers.
 
         ``staging`` holds the run's append-only rows and its new task rows; ``tables`` instead
         replaces whole datasets (synthetic lakes, migration). ``inspect(snapshot)`` runs on the
         would-be snapshot before it is published; what it returns joins the run's row.
+        ``rebuild`` (a run that refetched everything over a damaged lake) replaces the history
+        of every task it fetched instead of appending to it.
         """
-        head = self.prepare(lease)
-        versions = dict(head.versions) if head else {d: 0 for d in DATASETS}
+        if lease.base is None:
+            self.prepare(lease)
+        assert lease.base is not None
+        head = lease.head
+        # What this run builds on: the head's versions, or what quarantine left of them.
+        base = Snapshot(head.run_id, head.committed_at, dict(lease.base)) if head else None
+        versions = dict(lease.base)
         with storage_errors(f"cannot commit run {run_id} to the lake at {self.location}"):
             for dataset, data in (tables or {}).items():
                 versions[dataset] = self._write(dataset, data, mode="overwrite")
             if staging is not None:
-                for dataset in APPEND_ONLY:
+                for dataset in ("task_versions", "rejects"):
                     staged = _staged(staging, dataset)
-                    if staged is not None and staged.count_rows():
-                        versions[dataset] = self._write(
-                            dataset, staged.scanner().to_reader(), mode="append"
+                    if staged is None or not staged.count_rows():
+                        continue
+                    data: Any = staged.scanner().to_reader()
+                    if rebuild and dataset == "task_versions" and base is not None:
+                        # every task was refetched: add only the states the lake lacks
+                        key = ["id", "updated_at"]
+                        old = pl.from_arrow(self.dataset(dataset, base).to_table(columns=key))
+                        data = (
+                            pl.from_arrow(staged.to_table())
+                            .join(old, on=key, how="anti")  # type: ignore[arg-type]
+                            .to_arrow()
+                            .cast(SCHEMAS[dataset])
                         )
+                    versions[dataset] = self._write(dataset, data, mode="append")
+                versions["task_history"] = self._commit_history(
+                    base, staging, versions["task_history"], rebuild
+                )
                 versions["tasks"] = self._merge_tasks(
-                    head, staging, refreshes, run_started, versions["tasks"]
+                    base, staging, refreshes, run_started, versions["tasks"]
                 )
             runs_version = self._version("runs")
             snapshot = Snapshot(run_id, datetime.now(UTC), {**versions, "runs": runs_version + 1})
@@ -449,6 +574,32 @@ class Lake:
                 )
         event("lake.committed", run_id=run_id, **{f"v_{k}": v for k, v in versions.items()})
         return snapshot
+
+    def _commit_history(
+        self, base: Snapshot | None, staging: Path, version: int, rebuild: bool
+    ) -> int:
+        staged = _staged(staging, "task_history")
+        if not rebuild:
+            if staged is None or not staged.count_rows():
+                return version
+            return self._write("task_history", staged.scanner().to_reader(), mode="append")
+        new = (
+            pl.from_arrow(staged.to_table())
+            if staged is not None
+            else pl.from_arrow(SCHEMAS["task_history"].empty_table())
+        )
+        fetched = _staged(staging, "tasks")
+        ids = (
+            pl.from_arrow(fetched.to_table(columns=["id"]))["id"]  # type: ignore[index]
+            if fetched is not None
+            else pl.Series("id", [], dtype=pl.String)
+        )
+        frames = [new]
+        if base is not None:  # the history of tasks not fetched again (gone from the API)
+            old = pl.from_arrow(self.dataset("task_history", base).to_table())
+            frames.append(old.filter(~pl.col("task_id").is_in(ids.implode())))  # type: ignore[union-attr]
+        table = pl.concat(frames, how="vertical_relaxed").to_arrow().cast(SCHEMAS["task_history"])
+        return self._write("task_history", table, mode="overwrite")
 
     def _merge_tasks(
         self,
@@ -512,6 +663,7 @@ class Lake:
     def vacuum(self, lease: WriterLease, retention: timedelta) -> dict[str, int]:
         """Delete files no snapshot younger than ``retention`` (nor the head) needs."""
         head = self.prepare(lease)
+        lease.base = None  # vacuum commits too: a later commit under this lease prepares again
         if head is None:
             return {}
         cutoff = datetime.now(UTC) - retention

@@ -329,6 +329,21 @@ def _comment(con: duckdb.DuckDBPyConnection, docs: dict[str, dict[str, Any]]) ->
             con.execute(f"COMMENT ON COLUMN {target}.{_ident(col)} IS {_literal(text)}")
 
 
+def remove_leftovers(data_dir: Path) -> list[Path]:
+    """Delete what killed builds left (``.warehouse.duckdb.<pid>-<hex>.tmp`` and its ``.wal``).
+
+    Called with the data dir locked, so no build that could still be writing them is running.
+    """
+    removed = []
+    for path in data_dir.glob(f".{WAREHOUSE}.*.tmp*"):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    if removed:
+        event("build.leftovers_removed", files=len(removed))
+    return removed
+
+
 def build(
     settings: BuildSettings,
     *,
@@ -347,11 +362,18 @@ def build(
         after_models = build_forecasts
     ctx = data_dir_lock(data_dir, "velocity build") if lock else contextlib.nullcontext()
     with ctx:
+        remove_leftovers(data_dir)
         lake = open_lake(data_dir, settings.lake)
         if lake.head() is None:
             raise BuildError(f"no lake at {lake.location}: run 'velocity extract' first")
         # One snapshot for the whole build, whatever commits meanwhile.
         snapshot = lake.snapshot(settings.snapshot)
+        lake.verify(
+            snapshot,
+            "the next 'velocity extract' sets the damage aside and refetches it from the API"
+            if snapshot == lake.head()
+            else "it was vacuumed or damaged: build from a newer snapshot",
+        )
         # Resolved once, before any work: a refused --as-of costs one column read of the lake.
         settings = dataclasses.replace(
             settings, as_of=resolve_as_of(lake, snapshot, settings.as_of)
