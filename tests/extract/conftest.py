@@ -9,7 +9,7 @@ import polars as pl
 from scrums_velocity.api_server import Dataset, InProcessTransport
 from scrums_velocity.extract.client import ClientSettings
 from scrums_velocity.extract.run import ExtractOptions, ExtractResult, extract
-from scrums_velocity.lake import open_lake
+from scrums_velocity.lake import DATASETS, open_lake
 
 VOLATILE = ("extracted_at", "run_id")
 
@@ -60,3 +60,18 @@ def assert_same_lake(
     for name in ca:
         assert ca[name].height == cb[name].height, name
         assert ca[name].equals(cb[name]), name
+
+
+def check_consistent(data_dir: Path, lake: str | None = None) -> int:
+    """The lake, if any, is one complete snapshot: every dataset readable, tasks unique.
+
+    Returns the number of tasks (0 without a lake)."""
+    opened = open_lake(data_dir, lake)
+    head = opened.head()
+    if head is None:
+        return 0
+    for dataset in DATASETS:
+        opened.read(dataset, head)  # raises on a torn or missing file
+    tasks = opened.read("tasks", head)
+    assert tasks["id"].n_unique() == tasks.height
+    return tasks.height

@@ -15,27 +15,14 @@ import pytest
 
 from scrums_velocity.api_server import create_app, generate
 from scrums_velocity.extract.run import STAGING
-from scrums_velocity.lake import DATASETS, Lake, open_lake
+from scrums_velocity.lake import Lake, open_lake
 from tests.conftest import NOW, live_server
-from tests.extract.conftest import assert_same_lake, read_lake, run_extract
+from tests.extract.conftest import assert_same_lake, check_consistent, read_lake, run_extract
 
 
 @pytest.fixture(scope="module")
 def ds():
     return generate(tasks=2000, seed=41, now=NOW)
-
-
-def check_consistent(data_dir):
-    """The lake, if any, is one complete snapshot: every dataset readable, tasks unique."""
-    lake = open_lake(data_dir)
-    head = lake.head()
-    if head is None:
-        return 0
-    for dataset in DATASETS:
-        lake.read(dataset, head)  # raises on a torn or missing file
-    tasks = lake.read("tasks", head)
-    assert tasks["id"].n_unique() == tasks.height
-    return tasks.height
 
 
 def test_sigkill_at_random_points_then_rerun_gives_the_same_lake(ds, tmp_path):

@@ -16,10 +16,10 @@ import polars as pl
 import pytest
 
 from scrums_velocity.api_server import create_app, generate
-from scrums_velocity.lake import DATASETS, open_lake
+from scrums_velocity.lake import open_lake
 from scrums_velocity.models.runner import BuildSettings, build
 from tests.conftest import NOW, live_server
-from tests.extract.conftest import assert_same_lake, run_extract
+from tests.extract.conftest import assert_same_lake, check_consistent, run_extract
 from tests.lake.conftest import ACCESS_KEY, SECRET_KEY
 
 MART_KEYS = {
@@ -60,19 +60,6 @@ def velocity(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
         env=env,
         timeout=300,
     )
-
-
-def check_consistent(data_dir: Path, lake: str) -> int:
-    """The lake, if any, is one complete snapshot: every dataset readable, tasks unique."""
-    opened = open_lake(data_dir, lake)
-    head = opened.head()
-    if head is None:
-        return 0
-    for dataset in DATASETS:
-        opened.read(dataset, head)
-    tasks = opened.read("tasks", head)
-    assert tasks["id"].n_unique() == tasks.height
-    return tasks.height
 
 
 def test_extract_and_build_on_s3_give_the_marts_of_a_local_lake(ds, s3_lake, tmp_path):

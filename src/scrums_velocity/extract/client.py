@@ -17,7 +17,6 @@ client's default headers: it is never logged, never in an error message, never i
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import random
@@ -42,6 +41,7 @@ from scrums_velocity.errors import (
     ApiUnreachableError,
     ConfigError,
 )
+from scrums_velocity.lake.location import is_loopback
 
 log = logging.getLogger("scrums_velocity.extract")
 
@@ -77,20 +77,11 @@ def check_url(url: str, allow_http: bool) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"API URL must be http(s)://host[:port]; got {url!r}")
-    if parts.scheme == "http" and not allow_http and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not allow_http and not is_loopback(parts.hostname):
         raise ConfigError(
             f"refusing plain http to {parts.hostname}: the token would travel unencrypted "
             "(use https, or --allow-http if you really mean it)"
         )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Retryable(Exception):

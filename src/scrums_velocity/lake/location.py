@@ -28,7 +28,8 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes")
 
 
-def _loopback(host: str | None) -> bool:
+def is_loopback(host: str | None) -> bool:
+    """``localhost`` or a loopback address: where plain http may go without being allowed."""
     if not host:
         return False
     if host == "localhost":
@@ -130,7 +131,7 @@ def resolve_location(
         if ep.scheme not in ("http", "https") or not ep.hostname:
             raise ConfigError("AWS_ENDPOINT_URL must be an http(s) URL like https://s3.example.com")
         if ep.scheme == "http":
-            if not (_loopback(ep.hostname) or _truthy(env.get("AWS_ALLOW_HTTP"))):
+            if not (is_loopback(ep.hostname) or _truthy(env.get("AWS_ALLOW_HTTP"))):
                 raise ConfigError(
                     f"the S3 endpoint {ep.scheme}://{ep.hostname} is plain http and not on "
                     "loopback: use https, or set AWS_ALLOW_HTTP=true to allow it"
