@@ -22,8 +22,8 @@ import httpx
 from scrums_velocity.config import Config, revalidate
 from scrums_velocity.errors import ConfigError, VelocityError
 from scrums_velocity.extract.client import ClientSettings
-from scrums_velocity.extract.run import ExtractOptions, extract, new_run_id
-from scrums_velocity.lake import open_lake, resolve_location
+from scrums_velocity.extract.run import ExtractOptions, extract
+from scrums_velocity.lake import RunRecord, new_run_id, open_lake, resolve_location
 from scrums_velocity.lock import data_dir_lock
 from scrums_velocity.models.runner import BuildSettings, build
 from scrums_velocity.observe import event
@@ -186,23 +186,19 @@ def _record(config: Config, result: NightlyResult, started: datetime) -> None:
         return
     run_id = new_run_id(started)
     failed = result.failed_stage
-    row = {
-        "run_id": run_id,
-        "command": "nightly",
-        "started_at": started,
-        "finished_at": datetime.now(UTC),
-        "mode": "nightly",
-        "workspaces": [],
-        "stages": dict(result.stages),
-        "duration_s": result.duration_s,
-        "outcome": "failed" if failed else "succeeded",
-        "error": f"{failed}: {result.messages[failed]}" if failed else None,
-        "retries": {},
-        "http_statuses": {},
-        "unknown_values": {},
-    }
+    record = RunRecord(
+        run_id,
+        "nightly",
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        mode="nightly",
+        stages=dict(result.stages),
+        duration_s=result.duration_s,
+        outcome="failed" if failed else "succeeded",
+        error=f"{failed}: {result.messages[failed]}" if failed else None,
+    )
     try:
         with lake.lease(run_id) as lease:
-            lake.commit(lease, run_id, None, [], row, started)
+            lake.commit(lease, run_id, None, [], record.row(), started)
     except VelocityError as exc:  # the stages' outcome stands; the record is best effort
         event("nightly.not_recorded", error=str(exc))

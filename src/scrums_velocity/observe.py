@@ -15,7 +15,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 log = logging.getLogger("scrums_velocity")
 
@@ -64,6 +74,13 @@ def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
     log.log(level, name, extra={"fields": fields})
 
 
+class _RateColumn(ProgressColumn):
+    """Items per second (details fetched, pages listed)."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:,.0f}/s" if task.speed else "")
+
+
 class Reporter:
     """Progress of a long stage. ``update`` is cheap; output is throttled."""
 
@@ -82,6 +99,8 @@ class Reporter:
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
+                _RateColumn(),
+                TimeRemainingColumn(),
                 TextColumn("{task.fields[note]}"),
                 TimeElapsedColumn(),
                 console=Console(stderr=True),

@@ -14,8 +14,8 @@ import polars as pl
 import pytest
 
 from scrums_velocity.api_server import create_app, generate
-from scrums_velocity.extract.run import STAGING
 from scrums_velocity.lake import Lake, open_lake
+from scrums_velocity.lake.staging import STAGING
 from tests.conftest import NOW, live_server
 from tests.extract.conftest import assert_same_lake, check_consistent, read_lake, run_extract
 

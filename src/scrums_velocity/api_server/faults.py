@@ -36,6 +36,7 @@ class Knobs:
     fault_kinds: tuple[str, ...] = FAULT_KINDS
     hang_seconds: float = 30.0
     seed: int = 7
+    fault_after: int = 0  # faults only once this many /v1/ requests were served (an outage)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fault_rate <= 1.0:
@@ -52,6 +53,7 @@ class Knobs:
 @dataclass
 class Stats:
     requests: int = 0
+    details: int = 0  # GET /v1/tasks/{id}: what a resumed extraction must not repeat
     rate_limited: int = 0
     faults: Counter = field(default_factory=Counter)
     statuses: Counter = field(default_factory=Counter)
@@ -59,6 +61,7 @@ class Stats:
     def as_dict(self) -> dict:
         return {
             "requests": self.requests,
+            "details": self.details,
             "rate_limited": self.rate_limited,
             "faults": dict(self.faults),
             "statuses": {str(k): v for k, v in self.statuses.items()},
@@ -107,6 +110,8 @@ class OperationalMiddleware:
             await self.app(scope, receive, send)
             return
         self.stats.requests += 1
+        if scope["method"] == "GET" and scope["path"].startswith("/v1/tasks/"):
+            self.stats.details += 1
 
         async def counting_send(message):
             if message["type"] == "http.response.start":
@@ -126,7 +131,11 @@ class OperationalMiddleware:
             await asyncio.sleep(self.knobs.latency_ms / 1000)
 
         fault = None
-        if self.knobs.fault_rate and self.rng.random() < self.knobs.fault_rate:
+        if (
+            self.knobs.fault_rate
+            and self.stats.requests > self.knobs.fault_after
+            and self.rng.random() < self.knobs.fault_rate
+        ):
             fault = self.rng.choice(self.knobs.fault_kinds)
             self.stats.faults[fault] += 1
         if fault is None:

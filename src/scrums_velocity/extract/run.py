@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,15 +32,20 @@ from scrums_velocity.extract.records import (
     parse_summary,
 )
 from scrums_velocity.lake import (
+    CheckpointKey,
     Damage,
     Lake,
     LakeDamaged,
     Refresh,
+    RunRecord,
     Snapshot,
     StagingWriter,
     WriterLease,
+    new_run_id,
     open_lake,
 )
+from scrums_velocity.lake import staging as checkpoints
+from scrums_velocity.lake.staging import saved_details
 from scrums_velocity.lock import data_dir_lock
 from scrums_velocity.observe import Reporter, event
 
@@ -68,29 +72,10 @@ class ExtractOptions:
 
 
 @dataclass
-class ExtractResult:
-    run_id: str
-    snapshot: Snapshot | None
-    mode: str
-    outcome: str = "succeeded"
-    error: str | None = None
-    pages: int = 0
-    tasks_listed: int = 0
-    tasks_new: int = 0
-    tasks_changed: int = 0
-    tasks_unchanged: int = 0
-    details_fetched: int = 0
-    details_not_found: int = 0
-    tasks_missing: int = 0
-    versions_added: int = 0
-    history_rows_added: int = 0
-    history_mismatches: int = 0
-    rejects: int = 0
-    requests: int = 0
-    retries: dict[str, int] = field(default_factory=dict)
-    http_statuses: dict[str, int] = field(default_factory=dict)
-    unknown_values: dict[str, int] = field(default_factory=dict)
-    duration_s: float = 0.0
+class ExtractResult(RunRecord):
+    """What one extraction did: its run manifest row (:class:`RunRecord`) and more."""
+
+    snapshot: Snapshot | None = None
     files_set_aside: int = 0  # damaged lake files moved to _velocity/damaged/ (mode rebuild)
 
     def summary(self) -> str:
@@ -99,8 +84,13 @@ class ExtractResult:
             f"run {self.run_id} ({self.mode}) {self.outcome}: {self.pages} pages, "
             f"{self.tasks_listed} tasks listed ({self.tasks_new} new, "
             f"{self.tasks_changed} changed, {self.tasks_missing} missing), "
-            f"{self.details_fetched} details fetched, "
-            f"{self.history_rows_added} history rows added, {self.rejects} rejected, "
+            f"{self.details_fetched} details fetched"
+            + (
+                f" (+{self.details_reused} reused from run {self.resumed_from})"
+                if self.resumed_from
+                else ""
+            )
+            + f", {self.history_rows_added} history rows added, {self.rejects} rejected, "
             f"{self.requests} requests, retries: {retries}, {self.duration_s:.1f} s"
             + (
                 f"; the lake was damaged: {self.files_set_aside} files set aside and "
@@ -109,18 +99,6 @@ class ExtractResult:
                 else ""
             )
         )
-
-
-STAGING = ".staging"
-
-
-def staging_dir(data_dir: Path, run_id: str) -> Path:
-    """Where a run stages what it fetched, on the data dir's local disk, until it commits."""
-    return data_dir / STAGING / run_id
-
-
-def new_run_id(now: datetime) -> str:
-    return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
 
 
 @dataclass(frozen=True)
@@ -140,6 +118,8 @@ class _Run:
         head: Snapshot | None,
         run_id: str,
         reporter: Reporter,
+        staging: Path,
+        resumed_from: str | None,
     ) -> None:
         self.api = api
         self.options = options
@@ -149,7 +129,14 @@ class _Run:
         self.run_id = run_id
         self.reporter = reporter
         self.started = datetime.now(UTC)
-        self.result = ExtractResult(run_id, None, "full" if options.full else "incremental")
+        self.result = ExtractResult(
+            run_id,
+            "extract",
+            started_at=self.started,
+            mode="full" if options.full else "incremental",
+            workspaces=list(options.workspaces),
+            resumed_from=resumed_from,
+        )
         self.damaged: list[Damage] = []  # set aside at commit, then the lake is rebuilt
         state = lake.load_state(head)
         self.known: dict[str, _Known] = {
@@ -159,9 +146,11 @@ class _Run:
             ).iter_rows()
         }
         del state
-        self.staging = staging_dir(options.data_dir, run_id)
-        self.staging.mkdir(parents=True)
+        self.staging = staging
         self.writer = StagingWriter(self.staging, run_id)
+        # Details a killed run fetched and checkpointed: reused while unchanged since.
+        self.saved: dict[str, datetime] = saved_details(staging) if resumed_from else {}
+        self.t0 = time.monotonic()
         self.seen: dict[str, set[str]] = {ws: set() for ws in options.workspaces}
         self.unknown: Counter = Counter()
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=max(256, api.settings.concurrency * 8))
@@ -220,6 +209,9 @@ class _Run:
             self.result.tasks_unchanged += 1
             if not self.options.full:
                 return
+        if summary.updated_at is not None and self.saved.get(summary.id) == summary.updated_at:
+            self.result.details_reused += 1  # checkpointed by the run this one resumes
+            return
         self.queued += 1
         await self.queue.put((ws, summary.id))
 
@@ -247,8 +239,10 @@ class _Run:
             except Rejected as exc:
                 data = payload.get("data") if isinstance(payload, dict) else payload
                 self.reject(ws, "detail", task_id, exc.reason, data)
+                self.writer.detail_done()
                 continue
             self.record(ws, detail, payload["data"])
+            self.writer.detail_done()  # checkpoints every 500 details or 5 s
             self._progress()
 
     def record(self, ws: str, detail: TaskDetail, raw: dict[str, Any]) -> None:
@@ -341,19 +335,20 @@ class _Run:
         r = self.result
         retries = sum(self.api.stats.retries.values())
         note = f"retries {retries}" if retries else ""
+        done = r.details_fetched + r.details_not_found + r.rejects
+        elapsed = max(time.monotonic() - self.t0, 1e-6)
+        rate = r.details_fetched / elapsed
         self.reporter.bar("list", "Listing tasks (pages)", r.pages, None, note)
-        self.reporter.bar(
-            "fetch",
-            "Fetching details",
-            r.details_fetched + r.details_not_found + r.rejects,
-            self.queued,
-            note,
-        )
+        self.reporter.bar("fetch", "Fetching details", done, self.queued, note)
         self.reporter.update(
             pages=r.pages,
             listed=r.tasks_listed,
             queued=self.queued,
             fetched=r.details_fetched,
+            reused=r.details_reused,
+            rate_per_s=round(rate, 1),
+            eta_s=round((self.queued - done) / rate, 0) if rate > 0 else None,
+            checkpoints=self.writer.checkpoints,
             rejects=r.rejects,
             retries=retries,
         )
@@ -380,41 +375,15 @@ class _Run:
                 for ws, ids in self.seen.items()
             ]
         else:
-            self.writer.abort()  # a failed run commits only its row
+            # A failed run commits only its row and keeps its checkpoints: the next run resumes.
+            self.writer.checkpoint()
         r.requests = self.api.stats.requests
         r.retries = dict(self.api.stats.retries)
         r.http_statuses = dict(self.api.stats.statuses)
         r.unknown_values = dict(self.unknown)
-        finished = datetime.now(UTC)
-        r.duration_s = (finished - self.started).total_seconds()
-        row = {
-            "run_id": self.run_id,
-            "command": "extract",
-            "started_at": self.started,
-            "finished_at": finished,
-            "mode": r.mode,
-            "workspaces": list(self.options.workspaces),
-            "pages": r.pages,
-            "requests": r.requests,
-            "tasks_listed": r.tasks_listed,
-            "tasks_new": r.tasks_new,
-            "tasks_changed": r.tasks_changed,
-            "tasks_unchanged": r.tasks_unchanged,
-            "details_fetched": r.details_fetched,
-            "details_not_found": r.details_not_found,
-            "tasks_missing": r.tasks_missing,
-            "versions_added": r.versions_added,
-            "history_rows_added": r.history_rows_added,
-            "history_mismatches": r.history_mismatches,
-            "rejects": r.rejects,
-            "retries": r.retries,
-            "http_statuses": r.http_statuses,
-            "unknown_values": r.unknown_values,
-            "stages": {"extract": outcome},
-            "duration_s": r.duration_s,
-            "outcome": outcome,
-            "error": error,
-        }
+        r.stages = {"extract": outcome}
+        r.finished_at = datetime.now(UTC)
+        r.duration_s = (r.finished_at - self.started).total_seconds()
 
         def inspect(snapshot: Snapshot) -> dict[str, int]:
             if outcome != "succeeded":
@@ -435,12 +404,14 @@ class _Run:
             self.run_id,
             self.staging if outcome == "succeeded" else None,
             refreshes,
-            row,
+            r.row(),
             self.started,
             inspect=inspect,
             rebuild=rebuild,
+            resumed=r.resumed_from is not None,
         )
-        shutil.rmtree(self.staging, ignore_errors=True)
+        if outcome == "succeeded":
+            shutil.rmtree(self.staging, ignore_errors=True)
         r.snapshot = snapshot
         return snapshot
 
@@ -464,7 +435,6 @@ async def extract_async(
 ) -> ExtractResult:
     """Run one extraction into the lake (the caller holds the data-dir lock)."""
     lake = open_lake(options.data_dir, options.lake)
-    shutil.rmtree(options.data_dir / STAGING, ignore_errors=True)  # what killed runs staged
     run_id = new_run_id(datetime.now(UTC))
     t0 = time.monotonic()
     event(
@@ -493,8 +463,33 @@ async def extract_async(
                 files=len(damaged),
                 first=str(damaged[0]),
             )
+        key = CheckpointKey(
+            api_url=settings.api_url,
+            workspaces=tuple(options.workspaces),
+            service_lines=tuple(options.service_lines),
+            projects=tuple(options.projects),
+            lake=lake.location.url,
+            base_snapshot=_data_versions(lease.base),
+        )
+        # A killed or failed run's checkpoints are resumed when they were made against the
+        # same API, workspaces, lake data and code; never over a damaged lake (it is rebuilt).
+        staging, resumed_from = checkpoints.start(
+            options.data_dir, run_id, key, full=options.full or bool(damaged)
+        )
+        if resumed_from:
+            event("extract.resume", run_id=run_id, resumed_from=resumed_from)
         async with TasksApi(settings, transport=transport) as api:
-            run = _Run(api, options, lake, lease, None if damaged else head, run_id, rep)
+            run = _Run(
+                api,
+                options,
+                lake,
+                lease,
+                None if damaged else head,
+                run_id,
+                rep,
+                staging,
+                resumed_from,
+            )
             run.damaged = damaged
             if damaged:
                 run.result.mode = "rebuild"
@@ -518,6 +513,14 @@ async def extract_async(
             f"the rest of run {run_id} was committed"
         )
     return result
+
+
+def _data_versions(versions: dict[str, int] | None) -> str | None:
+    """The data tables' versions a run builds on: what a checkpoint's rows were computed from
+    (a run that only added a runs row, like a failed one, leaves them as they were)."""
+    if versions is None:
+        return None
+    return ",".join(f"{k}={v}" for k, v in sorted(versions.items()) if k != "runs")
 
 
 def first_velocity_error(exc: BaseException) -> VelocityError | None:

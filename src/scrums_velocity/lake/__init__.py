@@ -13,16 +13,15 @@ from scrums_velocity.errors import ConfigError
 from scrums_velocity.lake.lease import WriterLease
 from scrums_velocity.lake.location import LakeLocation, redact, resolve_location
 from scrums_velocity.lake.migrate import legacy_snapshot, migrate
+from scrums_velocity.lake.schemas import DATASETS, PARTITIONED, SCHEMAS, RunRecord
+from scrums_velocity.lake.staging import CheckpointKey, StagingWriter
 from scrums_velocity.lake.tables import (
-    DATASETS,
-    PARTITIONED,
-    SCHEMAS,
     Damage,
     Lake,
     LakeDamaged,
     Refresh,
     Snapshot,
-    StagingWriter,
+    new_run_id,
     storage_errors,
 )
 
@@ -30,16 +29,19 @@ __all__ = [
     "DATASETS",
     "PARTITIONED",
     "SCHEMAS",
+    "CheckpointKey",
     "Damage",
     "Lake",
     "LakeDamaged",
     "LakeLocation",
     "Refresh",
+    "RunRecord",
     "Snapshot",
     "StagingWriter",
     "WriterLease",
     "legacy_snapshot",
     "migrate",
+    "new_run_id",
     "open_lake",
     "redact",
     "resolve_location",

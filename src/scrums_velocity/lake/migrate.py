@@ -19,7 +19,8 @@ import polars as pl
 
 from scrums_velocity.errors import LakeError
 from scrums_velocity.lake.location import LakeLocation
-from scrums_velocity.lake.tables import DATASETS, PARTITIONED, SCHEMAS, Lake, Snapshot
+from scrums_velocity.lake.schemas import DATASETS, PARTITIONED, SCHEMAS, RunRecord
+from scrums_velocity.lake.tables import Lake, Snapshot
 from scrums_velocity.observe import event
 
 _HISTORY_KEY = ["task_id", "at", "change", "from_value", "to_value", "by"]
@@ -83,9 +84,14 @@ def migrate(data_dir: Path, target: LakeLocation, snapshot_dir: Path) -> Snapsho
     tables = {d: f.to_arrow().cast(SCHEMAS[d]) for d, f in frames.items()}
     now = datetime.now(UTC)
     run_id = "migrate-" + now.strftime("%Y%m%dT%H%M%S%fZ")
-    row = {"run_id": run_id, "command": "migrate", "started_at": now, "finished_at": now,
-           "mode": "migrate", "outcome": "succeeded",
-           "stages": {"migrate": f"from {snapshot_dir.name}"}}  # fmt: skip
+    row = RunRecord(
+        run_id,
+        "migrate",
+        started_at=now,
+        finished_at=now,
+        mode="migrate",
+        stages={"migrate": f"from {snapshot_dir.name}"},
+    ).row()
     with lake.lease(run_id) as lease:
         snap = lake.commit(lease, run_id, None, [], row, now, tables=tables)
     for dataset in DATASETS:

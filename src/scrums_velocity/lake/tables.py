@@ -20,6 +20,7 @@ invisible to readers and are rolled back (``RESTORE``) by the next writer, who h
 from __future__ import annotations
 
 import contextlib
+import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,102 +36,9 @@ import pyarrow.parquet as pq
 from scrums_velocity.errors import ConfigError, LakeError
 from scrums_velocity.lake.lease import WriterLease
 from scrums_velocity.lake.location import LakeLocation, redact
+from scrums_velocity.lake.schemas import DATASETS, PARTITIONED, SCHEMAS, RunRecord
+from scrums_velocity.lake.staging import staged as _staged
 from scrums_velocity.observe import event
-
-TS = pa.timestamp("us", tz="UTC")
-
-_TASK_FIELDS = [
-    ("id", pa.string()),
-    ("service_line_id", pa.string()),
-    ("project_id", pa.string()),
-    ("title", pa.string()),
-    ("description", pa.string()),
-    ("status", pa.string()),
-    ("priority", pa.string()),
-    ("assignee_id", pa.string()),
-    ("external_id", pa.string()),
-    ("external_source", pa.string()),
-    ("external_url", pa.string()),
-    ("created_at", TS),
-    ("updated_at", TS),
-    ("history_count", pa.int32()),
-]
-_WS = ("workspace_id", pa.string())
-SCHEMAS: dict[str, pa.Schema] = {
-    "tasks": pa.schema(
-        [
-            *_TASK_FIELDS,
-            ("history_digest", pa.string()),
-            ("missing_since", TS),
-            ("extracted_at", TS),
-            ("run_id", pa.string()),
-            ("raw", pa.string()),
-            _WS,
-        ]
-    ),
-    "task_versions": pa.schema(
-        [*_TASK_FIELDS, ("extracted_at", TS), ("run_id", pa.string()), ("raw", pa.string()), _WS]
-    ),
-    "task_history": pa.schema(
-        [
-            ("task_id", pa.string()),
-            ("at", TS),
-            ("change", pa.string()),
-            ("from_value", pa.string()),
-            ("to_value", pa.string()),
-            ("by", pa.string()),
-            ("extracted_at", TS),
-            ("run_id", pa.string()),
-            _WS,
-        ]
-    ),
-    "rejects": pa.schema(
-        [
-            ("run_id", pa.string()),
-            ("rejected_at", TS),
-            ("stage", pa.string()),
-            ("task_id", pa.string()),
-            ("reason", pa.string()),
-            ("payload", pa.string()),
-            _WS,
-        ]
-    ),
-    "runs": pa.schema(
-        [
-            ("run_id", pa.string()),
-            ("command", pa.string()),
-            ("started_at", TS),
-            ("finished_at", TS),
-            ("mode", pa.string()),
-            ("workspaces", pa.list_(pa.string())),
-            ("pages", pa.int64()),
-            ("requests", pa.int64()),
-            ("tasks_listed", pa.int64()),
-            ("tasks_new", pa.int64()),
-            ("tasks_changed", pa.int64()),
-            ("tasks_unchanged", pa.int64()),
-            ("details_fetched", pa.int64()),
-            ("details_not_found", pa.int64()),
-            ("tasks_missing", pa.int64()),
-            ("versions_added", pa.int64()),
-            ("history_rows_added", pa.int64()),
-            ("history_mismatches", pa.int64()),
-            ("rejects", pa.int64()),
-            ("retries", pa.map_(pa.string(), pa.int64())),
-            ("http_statuses", pa.map_(pa.string(), pa.int64())),
-            ("unknown_values", pa.map_(pa.string(), pa.int64())),
-            ("stages", pa.map_(pa.string(), pa.string())),
-            ("duration_s", pa.float64()),
-            ("outcome", pa.string()),
-            ("error", pa.string()),
-            ("committed_at", TS),
-            ("lake_versions", pa.map_(pa.string(), pa.int64())),
-        ]
-    ),
-}
-DATASETS = ("tasks", "task_versions", "task_history", "rejects", "runs")
-PARTITIONED = ("tasks", "task_versions", "task_history", "rejects")
-APPEND_ONLY = ("task_versions", "task_history", "rejects")
 
 
 @dataclass(frozen=True)
@@ -174,6 +82,19 @@ class Refresh:
     seen_ids: frozenset[str]
 
 
+def new_run_id(now: datetime) -> str:
+    """A run's id: its start time (sorts by time) and 6 random hex digits."""
+    return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+
+
+# The rows that say the same thing twice when a resumed run refetched a checkpointed task.
+_DEDUPE = {
+    "task_versions": ["id", "updated_at"],
+    "task_history": ["task_id", "at", "change", "from_value", "to_value", "by"],
+    "rejects": ["stage", "task_id", "reason", "payload"],
+}
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return redact(text.splitlines()[0] if text else type(exc).__name__)
@@ -188,65 +109,6 @@ def storage_errors(what: str) -> Iterator[None]:
         yield
     except (DeltaError, OSError, pa.ArrowException) as exc:
         raise LakeError(f"{what}: {_first_line(exc)}") from None
-
-
-class StagingWriter:
-    """Buffers rows per (dataset, workspace) and streams them to local Parquet in batches.
-
-    What a run fetches is staged on the local disk of the data dir and committed to the lake's
-    tables at the end of the run, so the lake sees one commit per table per run.
-    """
-
-    def __init__(self, directory: Path, run_id: str, batch_rows: int = 2000) -> None:
-        self.directory = directory
-        self.run_id = run_id
-        self.batch_rows = batch_rows
-        self._buffers: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        self._writers: dict[tuple[str, str], pq.ParquetWriter] = {}
-        self.rows: dict[str, int] = dict.fromkeys(PARTITIONED, 0)
-
-    def add(self, dataset: str, workspace_id: str, row: dict[str, Any]) -> None:
-        key = (dataset, workspace_id)
-        buf = self._buffers.setdefault(key, [])
-        buf.append({**row, "workspace_id": workspace_id})
-        self.rows[dataset] += 1
-        if len(buf) >= self.batch_rows:
-            self._flush(key)
-
-    def _flush(self, key: tuple[str, str]) -> None:
-        rows = self._buffers.get(key)
-        if not rows:
-            return
-        dataset, ws = key
-        writer = self._writers.get(key)
-        if writer is None:
-            path = self.directory / dataset / f"{ws}.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            writer = pq.ParquetWriter(path, SCHEMAS[dataset], compression="zstd")
-            self._writers[key] = writer
-        writer.write_table(pa.Table.from_pylist(rows, schema=SCHEMAS[dataset]))
-        rows.clear()
-
-    def close(self) -> None:
-        for key in list(self._buffers):
-            self._flush(key)
-        for writer in self._writers.values():
-            writer.close()
-        self._writers.clear()
-
-    def abort(self) -> None:
-        for writer in self._writers.values():
-            with contextlib.suppress(Exception):
-                writer.close()
-        self._writers.clear()
-        self._buffers.clear()
-
-
-def _staged(staging: Path, dataset: str) -> pads.Dataset | None:
-    files = sorted((staging / dataset).glob("*.parquet")) if (staging / dataset).is_dir() else []
-    if not files:
-        return None
-    return pads.dataset([str(f) for f in files], schema=SCHEMAS[dataset], format="parquet")
 
 
 class Lake:
@@ -518,6 +380,7 @@ class Lake:
         inspect: Callable[[Snapshot], dict[str, Any]] | None = None,
         tables: dict[str, Any] | None = None,
         rebuild: bool = False,
+        resumed: bool = False,
     ) -> Snapshot:
         """Publish a new snapshot: this run's rows on top of the head, atomically for readers.
 
@@ -525,7 +388,8 @@ class Lake:
         replaces whole datasets (synthetic lakes, migration). ``inspect(snapshot)`` runs on the
         would-be snapshot before it is published; what it returns joins the run's row.
         ``rebuild`` (a run that refetched everything over a damaged lake) replaces the history
-        of every task it fetched instead of appending to it.
+        of every task it fetched instead of appending to it. ``resumed`` (a run that continued a
+        killed one's checkpoints, and may have refetched some of their tasks) drops repeats.
         """
         if lease.base is None:
             self.prepare(lease)
@@ -543,19 +407,21 @@ class Lake:
                     if staged is None or not staged.count_rows():
                         continue
                     data: Any = staged.scanner().to_reader()
+                    if resumed:
+                        data = _unique(staged, dataset)
                     if rebuild and dataset == "task_versions" and base is not None:
                         # every task was refetched: add only the states the lake lacks
                         key = ["id", "updated_at"]
                         old = pl.from_arrow(self.dataset(dataset, base).to_table(columns=key))
                         data = (
-                            pl.from_arrow(staged.to_table())
+                            pl.from_arrow(_unique(staged, dataset))
                             .join(old, on=key, how="anti")  # type: ignore[arg-type]
                             .to_arrow()
                             .cast(SCHEMAS[dataset])
                         )
                     versions[dataset] = self._write(dataset, data, mode="append")
                 versions["task_history"] = self._commit_history(
-                    base, staging, versions["task_history"], rebuild
+                    base, staging, versions["task_history"], rebuild, resumed
                 )
                 versions["tasks"] = self._merge_tasks(
                     base, staging, refreshes, run_started, versions["tasks"]
@@ -567,7 +433,12 @@ class Lake:
             lease.check()
             row = {**run_row, "committed_at": snapshot.committed_at}
             row["lake_versions"] = snapshot.versions
-            self._write("runs", pa.Table.from_pylist([row], schema=SCHEMAS["runs"]), mode="append")
+            self._write(
+                "runs",
+                pa.Table.from_pylist([row], schema=SCHEMAS["runs"]),
+                mode="append",
+                schema_mode="merge",  # runs tables from before a column was added
+            )
             if self._version("runs") != snapshot.versions["runs"]:
                 raise LakeError(
                     f"another writer committed to the lake at {self.location} during run {run_id}"
@@ -576,15 +447,16 @@ class Lake:
         return snapshot
 
     def _commit_history(
-        self, base: Snapshot | None, staging: Path, version: int, rebuild: bool
+        self, base: Snapshot | None, staging: Path, version: int, rebuild: bool, resumed: bool
     ) -> int:
         staged = _staged(staging, "task_history")
         if not rebuild:
             if staged is None or not staged.count_rows():
                 return version
-            return self._write("task_history", staged.scanner().to_reader(), mode="append")
+            data = _unique(staged, "task_history") if resumed else staged.scanner().to_reader()
+            return self._write("task_history", data, mode="append")
         new = (
-            pl.from_arrow(staged.to_table())
+            pl.from_arrow(_unique(staged, "task_history"))
             if staged is not None
             else pl.from_arrow(SCHEMAS["task_history"].empty_table())
         )
@@ -611,7 +483,13 @@ class Lake:
     ) -> int:
         """Rewrite the partitions of refreshed workspaces: unchanged old rows + this run's."""
         staged = _staged(staging, "tasks")
-        new_all = pl.from_arrow(staged.to_table()) if staged is not None else None
+        new_all = None
+        if staged is not None:  # a task refetched after a resume: its latest row
+            new_all = (
+                pl.from_arrow(staged.to_table())
+                .sort("extracted_at")  # type: ignore[union-attr]
+                .unique("id", keep="last", maintain_order=True)
+            )
         for refresh in refreshes:
             ws = refresh.workspace_id
             frames: list[pl.DataFrame] = []
@@ -655,8 +533,7 @@ class Lake:
         """
         now = datetime.now(UTC)
         full = {d: tables.get(d, SCHEMAS[d].empty_table()) for d in PARTITIONED}
-        row = {"run_id": run_id, "command": command, "started_at": now, "finished_at": now,
-               "mode": "full", "outcome": "succeeded"}  # fmt: skip
+        row = RunRecord(run_id, command, started_at=now, finished_at=now, mode="full").row()
         with self.lease(run_id) as lease:
             return self.commit(lease, run_id, None, [], row, now, tables=full)
 
@@ -681,6 +558,12 @@ class Lake:
                 removed[dataset] = len(files)
         event("lake.vacuumed", retention_days=retention.days, **removed)
         return removed
+
+
+def _unique(staged: pads.Dataset, dataset: str) -> pa.Table:
+    frame = pl.from_arrow(staged.to_table())
+    unique = frame.unique(_DEDUPE[dataset], keep="first", maintain_order=True)  # type: ignore[union-attr]
+    return unique.to_arrow().cast(SCHEMAS[dataset])
 
 
 def _quote(value: str) -> str:

@@ -17,7 +17,9 @@ renamed as (
         tasks_missing::bigint as tasks_missing,
         duration_s::double as duration_s,
         outcome::varchar as outcome,
-        error::varchar as error
+        error::varchar as error,
+        resumed_from::varchar as resumed_from,
+        details_reused::bigint as details_reused
     from source
 )
 
