@@ -267,3 +267,10 @@ async def test_paging_while_a_writer_patches_and_creates(big_dataset, limit):
     assert len(ids) == len(set(ids)), "a task was returned twice"
     assert ids[: len(original)] == original, "an existing task was skipped or reordered"
     assert set(ids[len(original) :]) <= set(created)
+
+
+async def test_an_empty_cursor_is_refused_even_for_an_unknown_service_line(client):
+    """Found by schemathesis: the early answer for an unknown LIN skipped the cursor check."""
+    r = await client.get("/v1/tasks", params={"service_line_id": "LIN-08-330024", "cursor": ""})
+    assert r.status_code == 400
+    assert r.json()["error"]["message"] == "cursor must not be empty"

@@ -136,6 +136,7 @@ async def list_tasks(request: Request) -> Response:
         statuses=_enum_list(_one(request, "status"), "status", STATUSES),
         priorities=_enum_list(_one(request, "priority"), "priority", PRIORITIES),
     )
+    cursor = _one(request, "cursor")  # validated before any early answer below
     if ws is not None:
         if ws not in store.workspaces:
             if ws in principal.workspace_ids:  # pragma: no cover - tokens name real workspaces
@@ -148,7 +149,6 @@ async def list_tasks(request: Request) -> Response:
             _require_workspace(principal, lin_ws)
         elif ws is None:  # an unknown LIN alone: nothing to show, nothing to leak
             return JSONResponse({"data": [], "meta": {"cursor": None, "has_more": False}})
-    cursor = _one(request, "cursor")
     tasks, next_cursor = store.list(query, limit, cursor)
     return JSONResponse(
         {
