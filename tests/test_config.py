@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scrums_velocity.config import ConfigInvalid, load_config
+from scrums_velocity.config import Config, ConfigInvalid, Lead, ServiceLine, load_config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "velocity.example.toml"
 
@@ -301,3 +301,52 @@ def test_config_check_cli_lists_every_problem(tmp_path):
     assert r.returncode == 0, r.stderr
     assert '"password": "********"' in r.stdout
     assert "pw-1" not in r.stdout
+
+
+def test_service_line_names(tmp_path):
+    path = tmp_path / "velocity.toml"
+    path.write_text(
+        '[[service_lines]]\nid = "LIN-26-084990"\nname = "Payments"\nlead = "ada@example.com"\n'
+        '[[service_lines]]\nid = "LIN-26-084729"\nname = "Platform & <Core>"\n'
+    )
+    config = load_config(path, env={})
+    assert config.service_line_names == {
+        "LIN-26-084990": "Payments",
+        "LIN-26-084729": "Platform & <Core>",
+    }
+    assert config.service_lines[0].lead == "ada@example.com"
+    assert config.masked()["service_lines"][1] == {
+        "id": "LIN-26-084729",
+        "name": "Platform & <Core>",
+        "lead": None,
+    }
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[[service_lines]]\nid = "LIN-26-084990"\nname = "A"\n'
+        '[[service_lines]]\nid = "LIN-26-084990"\nname = "B"\n'
+        '[[service_lines]]\nid = "LIN-1"\nname = "C"\n'
+        '[[service_lines]]\nid = "LIN-26-000001"\nname = "D\\nE"\n'
+        '[[service_lines]]\nid = "LIN-26-000002"\nname = ""\n'
+    )
+    with pytest.raises(ConfigInvalid) as err:
+        load_config(bad, env={})
+    assert err.value.problems == [
+        "service_lines.2.id: 'LIN-1' is not a LIN-YY-NNNNNN id",
+        "service_lines.3.name: 'D\\nE' contains control characters ('\\n')",
+        "service_lines.4.name: String should have at least 1 character",
+    ]
+
+
+def test_unknown_service_line_ids_are_warnings():
+    config = Config(
+        service_lines=[
+            ServiceLine(id="LIN-26-000001", name="Known"),
+            ServiceLine(id="LIN-26-000009", name="Typo", lead="ada@example.com"),
+        ],
+        leads=[Lead(name="Ada", email="ADA@example.com", service_lines=["LIN-26-000008"])],
+    )
+    assert config.unknown_ids({"LIN-26-000001"}) == [
+        "service_lines.1.id: LIN-26-000009 (Typo) is not in the warehouse",
+        "leads.0.service_lines: LIN-26-000008 is not in the warehouse",
+    ]
+    assert config.lins_of(config.leads[0]) == ["LIN-26-000008", "LIN-26-000009"]

@@ -204,7 +204,8 @@ def test_demo_runs_the_whole_pipeline(demo_dir):
     below = out.split("Furthest below baseline (latest complete week):\n")[1].strip().splitlines()
     assert len(below) == 3
     latest = pl.read_parquet(report / "velocity.parquet").sort("velocity_ratio", nulls_last=True)
-    assert below[0].split()[0] == latest["service_line_id"][0]
+    lin, name = latest["service_line_id"][0], latest["service_line_name"][0]
+    assert below[0].strip().startswith(f"{name} ({lin})" if name != lin else lin)
     tasks = open_lake(data_dir).read("tasks")
     assert tasks.height == 3000
 

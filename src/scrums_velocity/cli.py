@@ -323,6 +323,38 @@ def config_check(
         _fail(str(exc), exc.exit_code)
     typer.echo(f"# effective configuration (from {cfg.source} and the environment)")
     typer.echo(json.dumps(cfg.masked(), indent=2, default=str))
+    for warning in _service_line_warnings(cfg):
+        typer.echo(f"Warning: {warning}", err=True)
+
+
+def _service_line_warnings(cfg) -> list[str]:
+    """Configured LIN ids the warehouse does not know (a typo shows its id instead of a name)."""
+    from scrums_velocity.models.query import WAREHOUSE, connect_read_only
+
+    if not (cfg.service_lines or cfg.leads):
+        return []
+    if not (cfg.data_dir / WAREHOUSE).exists():
+        return [f"no warehouse in {cfg.data_dir}: service line ids not checked against it"]
+    try:
+        con = connect_read_only(cfg.data_dir)
+        try:
+            known = {
+                r[0]
+                for r in con.execute(
+                    "select distinct service_line_id from marts.lin_velocity_latest"
+                ).fetchall()
+            }
+        finally:
+            con.close()
+    except (VelocityError, duckdb_error()) as exc:
+        return [f"cannot read the warehouse to check service line ids: {exc}"]
+    return cfg.unknown_ids(known)
+
+
+def duckdb_error() -> type[Exception]:
+    import duckdb
+
+    return duckdb.Error
 
 
 lake_app = typer.Typer(help="Inspect and maintain the lake.", no_args_is_help=True)
@@ -416,9 +448,16 @@ def demo_cmd(
     typer.echo("Furthest below baseline (latest complete week):")
     for r in result.slowest.iter_rows(named=True):
         typer.echo(
-            f"  {r['service_line_id']}  {r['health']:<9} {r['completed']:>3} done vs usual "
+            f"  {_lin_label(r)}  {r['health']:<9} {r['completed']:>3} done vs usual "
             f"{r['baseline_mean']:.1f}  (ratio {r['velocity_ratio']:.2f})"
         )
+
+
+def _lin_label(row: dict) -> str:
+    """A LIN as leads know it: its configured name and id, or the id alone."""
+    name = row.get("service_line_name")
+    lin = row["service_line_id"]
+    return f"{name} ({lin})" if name and name != lin else lin
 
 
 @app.command("backtest")

@@ -175,6 +175,14 @@ class Lead(_Strict):
         return lead_key(self.email)
 
 
+class ServiceLine(_Strict):
+    """``[[service_lines]]``: the name leads know a LIN by (shown wherever its id is)."""
+
+    id: ServiceLineId
+    name: Text = Field(min_length=1, max_length=200)
+    lead: Email | None = Field(None, description="the lead's address: the LIN joins their report")
+
+
 class SmtpConfig(_Strict):
     host: Text = Field(min_length=1)
     port: int = Field(587, ge=1, le=65535)
@@ -199,9 +207,53 @@ class Config(_Strict):
     api: ApiConfig = Field(default_factory=ApiConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    service_lines: list[ServiceLine] = Field(default_factory=list)
     leads: list[Lead] = Field(default_factory=list)
     smtp: SmtpConfig | None = None
     source: str = Field("defaults", exclude=True)
+
+    @field_validator("service_lines")
+    @classmethod
+    def _one_entry_per_lin(cls, lines: list[ServiceLine]) -> list[ServiceLine]:
+        seen: dict[str, int] = {}
+        for i, line in enumerate(lines):
+            first = seen.setdefault(line.id, i)
+            if first != i:
+                raise ValueError(f"{line.id} is named twice (service_lines {first} and {i})")
+        return lines
+
+    @property
+    def service_line_names(self) -> dict[str, str]:
+        """LIN id -> its configured name (ids without one are absent: show the id)."""
+        return {line.id: line.name for line in self.service_lines}
+
+    def lins_of(self, lead: Lead) -> list[str]:
+        """The lead's service lines: their own list plus those naming them as ``lead``."""
+        mine = list(lead.service_lines)
+        for line in self.service_lines:
+            if line.lead and line.lead.lower() == lead.email.lower() and line.id not in mine:
+                mine.append(line.id)
+        return mine
+
+    def unknown_ids(self, known: set[str]) -> list[str]:
+        """Warnings for configured LIN ids that ``known`` (the warehouse's LINs) lacks, and for
+        ``service_lines.lead`` addresses that are no configured lead."""
+        out = []
+        for i, line in enumerate(self.service_lines):
+            if line.id not in known:
+                out.append(f"service_lines.{i}.id: {line.id} ({line.name}) is not in the warehouse")
+        for i, lead in enumerate(self.leads):
+            for lin in lead.service_lines:
+                if lin not in known:
+                    out.append(f"leads.{i}.service_lines: {lin} is not in the warehouse")
+        leads = {lead.email.lower() for lead in self.leads}
+        for i, line in enumerate(self.service_lines):
+            if line.lead and line.lead.lower() not in leads:
+                out.append(
+                    f"service_lines.{i}.lead: {line.lead} is not a configured lead "
+                    "(no [[leads]] entry with that address): nobody gets this LIN's report"
+                )
+        return out
 
     @field_validator("leads")
     @classmethod

@@ -15,7 +15,7 @@ import polars as pl
 
 from scrums_velocity.api_server.serve import mock_api_process
 from scrums_velocity.api_server.synth import generate
-from scrums_velocity.config import ApiConfig, Config, Lead
+from scrums_velocity.config import ApiConfig, Config, Lead, ServiceLine
 from scrums_velocity.errors import ApiError
 from scrums_velocity.models.query import connect_read_only
 from scrums_velocity.nightly import NightlyResult, run_nightly
@@ -45,6 +45,11 @@ def run_demo(
                     workspaces=info["workspaces"].split(","),
                     concurrency=16,
                 ),
+                # every service line by its name, as leads know them (one left unnamed: the
+                # report falls back to its id)
+                service_lines=[
+                    ServiceLine(id=s.id, name=s.name) for s in dataset.service_lines[:-1]
+                ],
                 leads=[
                     Lead(
                         name="Ada Lovelace (demo)", email="ada@example.com", service_lines=lins[:3]
@@ -68,6 +73,13 @@ def run_demo(
         latest.filter(pl.col("velocity_ratio").is_not_null())
         .sort("velocity_ratio")
         .head(3)
-        .select("service_line_id", "health", "completed", "baseline_mean", "velocity_ratio")
+        .select(
+            "service_line_id",
+            "service_line_name",
+            "health",
+            "completed",
+            "baseline_mean",
+            "velocity_ratio",
+        )
     )
     return DemoResult(nightly, data_dir, slowest)

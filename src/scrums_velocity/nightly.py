@@ -74,6 +74,7 @@ def build_settings(config: Config) -> BuildSettings:
         at_risk_p_value=config.health.at_risk_p_value,
         watch_ratio=config.health.watch_ratio,
         lake=config.lake,
+        service_lines=tuple((line.id, line.name) for line in config.service_lines),
     )
 
 

@@ -142,9 +142,13 @@ def test_model_files_follow_the_conventions():
         "staging.stg_tasks",
     } <= names
     for m in models:
-        reads_lake = re.search(r"\blake_(tasks|task_versions|task_history|rejects|runs)\b", m.sql)
-        assert bool(reads_lake) == (m.schema == "staging"), (
-            f"{m.table}: only staging reads the lake"
+        # the build's inputs: the lake's datasets and the configuration's service-line names
+        reads_input = re.search(
+            r"\b(lake_(tasks|task_versions|task_history|rejects|runs)|config_service_lines)\b",
+            m.sql,
+        )
+        assert bool(reads_input) == (m.schema == "staging"), (
+            f"{m.table}: only staging reads the lake and the configuration"
         )
         assert not re.search(r"read_(parquet|csv|json|text)|glob\(", m.sql), m.table  # no files
         assert m.name.startswith({"staging": "stg_", "intermediate": "int_"}.get(m.schema, "")), (

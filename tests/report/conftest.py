@@ -9,12 +9,13 @@ import polars as pl
 import pytest
 
 from scrums_velocity.api_server import create_app, generate
-from scrums_velocity.config import Config, Lead
+from scrums_velocity.config import Config, Lead, ServiceLine
 from scrums_velocity.models.runner import BuildSettings, build
 from tests.conftest import NOW
 from tests.extract.conftest import run_extract
 
 SCRIPT_TITLE = "<script>alert(1)</script>"
+HOSTILE_NAME = "Payments <b>&</b> 'Core'"  # a service-line name is escaped like task text
 IMG_TITLE = '"><img src=x onerror=alert(document.cookie)>'
 
 
@@ -25,10 +26,12 @@ class Built:
     aging_task: str
     duplicate_pair: tuple[str, str]
     lead_lins: list[str]
+    names: dict[str, str]  # the named LINs; every other one falls back to its id
 
     def config(self, **kw) -> Config:
         return Config(
             data_dir=self.data_dir,
+            service_lines=[ServiceLine(id=k, name=v) for k, v in self.names.items()],
             leads=[
                 Lead(name="Ada <Lovelace>", email="ada@example.com", service_lines=self.lead_lins),
                 Lead(
@@ -65,13 +68,16 @@ def built(tmp_path_factory) -> Built:
     pairs = (
         linked.filter(pl.col("external_id").is_not_null())
         .join(linked.filter(pl.col("external_id").is_null()), on="service_line_id", suffix="_u")
-        .filter((pl.col("created_ms") - pl.col("created_ms_u")).abs() < 3 * 86_400_000)
+        .with_columns((pl.col("created_ms") - pl.col("created_ms_u")).abs().alias("apart"))
+        .filter(pl.col("apart") < 3 * 86_400_000)
+        .sort("apart", "id", "id_u")  # the closest pair: first among the report's duplicates
     )
     bound, unbound = pairs["id"][0], pairs["id_u"][0]
     for tid in (bound, unbound):
         store.update(store.by_id[tid], {"title": IMG_TITLE}, by="USR-26-000040")
     data_dir = tmp_path_factory.mktemp("report")
     run_extract(ds, app, data_dir)
-    build(BuildSettings(data_dir=data_dir))
     lins = [s.id for s in ds.service_lines]
-    return Built(data_dir, ds, aging_task, (bound, unbound), lead_lins=lins[1:3])
+    names = {lins[0]: HOSTILE_NAME, lins[1]: "Platform"}
+    build(BuildSettings(data_dir=data_dir, service_lines=tuple(names.items())))
+    return Built(data_dir, ds, aging_task, (bound, unbound), lead_lins=lins[1:3], names=names)

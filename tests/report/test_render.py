@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import polars as pl
 import pytest
 
 from scrums_velocity.errors import ReportError
+from scrums_velocity.report.charts import unpack
 from scrums_velocity.report.render import _write_dir, write_report
 from tests.report.conftest import IMG_TITLE, SCRIPT_TITLE
 
@@ -71,10 +73,16 @@ def test_headline_and_table_in_both_html_files(built, report):
         assert lin in index
         assert lin in email
     assert "Weekly completions against baseline" in index
-    assert index.count("Plotly.newPlot(") == 6
+    assert len(chart_figures(index)) == 6
     assert "Is a dip real? Process-behaviour chart" in index
     assert "Forecast: when will the open work be done?" in index
     assert "85% date was met" in index
+
+
+def chart_figures(index: str) -> list[dict]:
+    """The figures of the page's charts, unpacked."""
+    packed = re.findall(r'plots\.push\(plot\("chart-[a-z-]+", "([^"]*)"\)\);', index)
+    return [json.loads(unpack(p)) for p in packed]
 
 
 def test_task_text_is_escaped_everywhere(built, report):
@@ -89,12 +97,14 @@ def test_task_text_is_escaped_everywhere(built, report):
     assert "&#34;&gt;&lt;img src=x onerror=alert(document.cookie)&gt;" in index
     assert built.aging_task in index
     assert built.duplicate_pair[0] in index
-    # inside chart JSON every < > & is a \\u escape: no string can close the <script> element
-    scripts = re.findall(r"var f = (.*?); Plotly\.newPlot", index)
-    assert len(scripts) == 6
-    assert not any(c in s for s in scripts for c in "<>&")
-    # and the only <script> elements are plotly.js and the six chart calls
-    assert index.count("<script>") == 7
+    # charts travel packed (base64: no < > & or quote at all); inside, every < > & is a \\u
+    # escape as well, so no string can close the <script> element even unpacked
+    packed = re.findall(r'plots\.push\(plot\("chart-[a-z-]+", "([^"]*)"\)\);', index)
+    assert len(packed) == 6
+    assert all(re.fullmatch(r"[A-Za-z0-9+/=]+", p) for p in packed)
+    assert not any(c in unpack(p) for p in packed for c in "<>&")
+    # and the only <script> elements are plotly.js, the unpacker, six chart calls, the drill-down
+    assert index.count("<script>") == 9
 
 
 def test_email_has_forecast_dates_and_signals_in_words(built, report):
@@ -120,9 +130,14 @@ def test_email_is_self_contained_and_small(report):
     email = (report.directory / "email.html").read_text()
     assert "<script" not in email.lower()
     assert "<style" not in email.lower()  # inline CSS only
-    assert "http://" not in email
-    assert "https://" not in email
-    assert len(email.encode()) < 100 * 1024
+    # nothing is fetched: the only URLs are links to tasks, which open in a new tab
+    assert not re.search(r"""src=["']?https?:""", email, re.IGNORECASE)
+    assert "url(" not in email
+    links = re.findall(r"<a [^>]*>", email)
+    assert links  # the oldest open tasks of the at-risk and watch lines
+    for a in links:
+        assert re.match(r'<a href="https?://[^"]+" target="_blank" rel="noopener"', a), a
+    assert len(email.encode()) < 60 * 1024
 
 
 def test_index_needs_no_network(report):
@@ -169,6 +184,7 @@ def test_rewriting_a_week_swaps_the_whole_directory(built, report):
 def _one_row_table(**over) -> pl.DataFrame:
     row = {
         "service_line_id": "LIN-26-000001",
+        "service_line_name": "+Payments",  # a configured name is neutralised like any text
         "workspace_id": "WS-26-000021",
         "week_start": date(2026, 11, 16),
         "health": "healthy",
@@ -177,6 +193,8 @@ def _one_row_table(**over) -> pl.DataFrame:
         "completed": 5,
         "cancelled": 0,
         "reopened": 1,
+        "completed_by_agent": 2,
+        "agent_share": 0.4,
         "baseline_weeks": 12,
         "baseline_mean": 4.5,
         "baseline_median": 4.0,
@@ -223,6 +241,8 @@ def test_csv_neutralises_formulas_and_parquet_keeps_exact_values(tmp_path):
         "LIN-26-000001",
     ]
     assert csv["workspace_id"][0] == "LIN-26-000001"
+    assert set(csv["service_line_name"]) == {"'+Payments"}
+    assert exact["service_line_name"][0] == "+Payments"
     assert csv["workspace_id"][6] == '\'=HYPERLINK("http://evil","x")'
     assert set(csv["health"]) == {"'=1+1"}
     # numbers stay numbers, negative ones too; dates stay dates
@@ -231,8 +251,8 @@ def test_csv_neutralises_formulas_and_parquet_keeps_exact_values(tmp_path):
     assert csv.schema["wtd_ratio"] == pl.Float64
     assert csv["completed_last_12_weeks"].to_list() == ["3 4 5"] * 7
     assert files["velocity.csv"].read_text().splitlines()[1] == (
-        '"\'=HYPERLINK(""http://evil"",""x"")",LIN-26-000001,2026-11-16,\'=1+1,2,2026-11-09,'
-        "5,0,1,12,4.5,4.0,1.25,1.1,0.7,,,-0.25,3 4 5"
+        '"\'=HYPERLINK(""http://evil"",""x"")",\'+Payments,LIN-26-000001,2026-11-16,\'=1+1,2,'
+        "2026-11-09,5,0,1,2,0.4,12,4.5,4.0,1.25,1.1,0.7,,,-0.25,3 4 5"
     )
 
 
@@ -250,8 +270,14 @@ def test_a_killed_report_leaves_tmp_dirs_that_the_next_report_removes(built, tmp
     link.symlink_to("nowhere")
     orphan = reports / ".versions" / "2026-11-09-20261110T050000000000"
     orphan.mkdir(parents=True)
+    half_archive = reports / ".index.html.4242.tmp"
+    half_archive.write_text("half an archive page")
     result = write_report(data_dir, built.config())
-    assert sorted(p.name for p in reports.iterdir()) == [".versions", result.week.isoformat()]
+    assert sorted(p.name for p in reports.iterdir()) == [
+        ".versions",
+        result.week.isoformat(),
+        "index.html",  # the archive of every week's report
+    ]
     assert [p.name for p in (reports / ".versions").iterdir()] == [result.directory.resolve().name]
     again = write_report(data_dir, built.config())  # the live version of another run stays
     assert (again.directory / "index.html").exists()

@@ -31,6 +31,7 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from scrums_velocity.errors import BuildError, ConfigError
 from scrums_velocity.lake import DATASETS, Lake, Snapshot, open_lake, storage_errors
@@ -65,6 +66,8 @@ class BuildSettings:
     memory_limit: str = "4GB"
     threads: int = 2
     forecast_seed: int = 7  # the Monte Carlo forecasts are deterministic for a given seed
+    # (LIN id, name) pairs from the configuration's [[service_lines]]: staging.stg_service_lines
+    service_lines: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         try:
@@ -172,6 +175,14 @@ def resolve_as_of(lake: Lake, snapshot: Snapshot, as_of: datetime | None) -> dat
     return as_of
 
 
+def service_lines_table(pairs: tuple[tuple[str, str], ...]) -> pa.Table:
+    """The configuration's (id, name) pairs as the table staging.stg_service_lines reads."""
+    return pa.table(
+        {"id": [p[0] for p in pairs], "name": [p[1] for p in pairs]},
+        schema=pa.schema([("id", pa.string()), ("name", pa.string())]),
+    )
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -251,6 +262,8 @@ def build_into(
         # The snapshot's datasets, read through the Delta log: what staging models select from.
         for dataset in DATASETS:
             con.register(f"lake_{dataset}", lake.dataset(dataset, snapshot))
+        # The configured service-line names, as a table (values, never SQL text).
+        con.register("config_service_lines", service_lines_table(settings.service_lines))
         variables = {
             "lake_url": lake.location.url,
             "lake_snapshot": snapshot.run_id,

@@ -13,9 +13,14 @@ also given as a shape and a word.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import html
+import itertools
+import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
+from typing import Any
 
 import plotly.graph_objects as go
 import polars as pl
@@ -36,6 +41,7 @@ STATUS_COLOURS = {
     "done": "#009E73",
     "cancelled": "#CC79A7",
 }
+CLOSED = ("done", "cancelled")
 FONT = "system-ui, -apple-system, Segoe UI, Roboto, sans-serif"
 
 
@@ -46,14 +52,47 @@ class Chart:
     caption: str
     json: str  # safe to place inside a <script> element
 
+    @property
+    def packed(self) -> str:
+        """The figure as the page carries it: :func:`pack`ed (a fifth of the bytes)."""
+        return pack(self.json)
+
+
+def pack(text: str) -> str:
+    """JSON for the page: gzipped and base64-encoded; the page inflates it with the browser's
+    own ``DecompressionStream``. Base64 has no ``<``, ``>``, ``&`` or quote: the string can end
+    neither its ``<script>`` element nor its JavaScript string literal."""
+    return base64.b64encode(gzip.compress(text.encode("utf-8"), mtime=0)).decode("ascii")
+
+
+def unpack(text: str) -> str:
+    """:func:`pack`'s input back (for tests and analysts)."""
+    return gzip.decompress(base64.b64decode(text)).decode("utf-8")
+
 
 def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
 def safe_json(fig: go.Figure) -> str:
-    text = fig.to_json()
+    # plotly.py's default template (about 7 KB a chart) is left out: every colour, grid and font
+    # the report relies on is set explicitly in _layout and on the traces.
+    fig.layout.template = None
+    text = json.dumps(json.loads(fig.to_json()), separators=(",", ":"), ensure_ascii=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _r(values: list, digits: int = 2) -> list:
+    """Rounded for the page: the chart shows at most two decimals, the JSON needs no more."""
+    return [None if v is None else round(v, digits) for v in values]
+
+
+def regular_x(days: list[date], step_days: int) -> dict[str, Any]:
+    """``x`` of a trace: as ``x0`` + ``dx`` (milliseconds on a date axis) when the dates are
+    evenly spaced by ``step_days``, the explicit list otherwise: a fraction of the bytes."""
+    if len(days) > 1 and all((b - a).days == step_days for a, b in itertools.pairwise(days)):
+        return {"x0": days[0].isoformat(), "dx": step_days * 86_400_000}
+    return {"x": days}
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 420) -> go.Figure:
@@ -72,33 +111,57 @@ def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 420) -> go
     return fig
 
 
-def _dropdown(fig: go.Figure, labels: list[str], traces_per: int, extra: int = 0) -> None:
-    """A menu showing ``traces_per`` traces per label (plus ``extra`` always-visible ones)."""
+def _dropdown(
+    fig: go.Figure,
+    labels: list[str],
+    traces_per: int,
+    extra: int = 0,
+    shown: list[bool | str] | None = None,
+) -> None:
+    """A menu showing ``traces_per`` traces per label (plus ``extra`` always-visible ones);
+    ``shown`` gives each of a label's traces its visibility (default True, or "legendonly")."""
     buttons = []
     n = len(labels) * traces_per
+    shown = shown or [True] * traces_per
     for i, label in enumerate(labels):
-        visible = [i * traces_per <= k < (i + 1) * traces_per for k in range(n)] + [True] * extra
+        visible = [
+            shown[k % traces_per] if i * traces_per <= k < (i + 1) * traces_per else False
+            for k in range(n)
+        ] + [True] * extra
         buttons.append({"label": esc(label), "method": "update", "args": [{"visible": visible}]})
     fig.update_layout(
         updatemenus=[{"buttons": buttons, "x": 1, "xanchor": "right", "y": 1.15, "yanchor": "top"}]
     )
 
 
+def _agents(by_agent: int | None, completed: int) -> str:
+    if by_agent is None or not completed:
+        return "no completions by agents" if by_agent is not None else ""
+    return f"{by_agent / completed:.0%} by agents (AGT-*)"
+
+
 def completions_vs_baseline(data: ReportData) -> Chart:
     fig = go.Figure()
     lins = data.table["service_line_id"].to_list()
+    labels = data.labels
     for i, lin in enumerate(lins):
         rows = data.weekly.filter(pl.col("service_line_id") == lin).sort("week_start")
         weeks = rows["week_start"].to_list()
+        agents = (
+            rows["completed_by_agent"].to_list()
+            if "completed_by_agent" in rows.columns
+            else [None] * rows.height
+        )
         mean = rows["baseline_mean"].to_list()
         sd = [s or 0.0 for s in rows["baseline_stddev"].to_list()]
         upper = [None if m is None else m + s for m, s in zip(mean, sd, strict=True)]
         lower = [None if m is None else max(0.0, m - s) for m, s in zip(mean, sd, strict=True)]
         show = i == 0
+        wx = regular_x(weeks, 7)
         fig.add_trace(
             go.Scatter(
-                x=weeks,
-                y=upper,
+                **wx,
+                y=_r(upper),
                 mode="lines",
                 line={"width": 0},
                 visible=show,
@@ -108,8 +171,8 @@ def completions_vs_baseline(data: ReportData) -> Chart:
         )
         fig.add_trace(
             go.Scatter(
-                x=weeks,
-                y=lower,
+                **wx,
+                y=_r(lower),
                 mode="lines",
                 line={"width": 0},
                 fill="tonexty",
@@ -121,8 +184,8 @@ def completions_vs_baseline(data: ReportData) -> Chart:
         )
         fig.add_trace(
             go.Scatter(
-                x=weeks,
-                y=mean,
+                **wx,
+                y=_r(mean),
                 mode="lines",
                 line={"color": "#0072B2", "dash": "dash"},
                 name="baseline mean",
@@ -137,12 +200,16 @@ def completions_vs_baseline(data: ReportData) -> Chart:
                 marker_color=colours,
                 name="completed",
                 visible=show,
-                customdata=[esc(HEALTH_STYLE.get(h, ("", h, ""))[1]) for h in rows["health"]],
-                hovertemplate="%{x|%d %b %Y}: %{y} completed (%{customdata})<extra></extra>",
+                customdata=[
+                    [esc(HEALTH_STYLE.get(h, ("", h, ""))[1]), _agents(a, c)]
+                    for h, a, c in zip(rows["health"], agents, rows["completed"], strict=True)
+                ],
+                hovertemplate="%{x|%d %b %Y}: %{y} completed (%{customdata[0]}); "
+                "%{customdata[1]}<br>click for the tasks<extra></extra>",
             )
         )
-    _dropdown(fig, lins, 4)
-    first = esc(lins[0]) if lins else ""
+    _dropdown(fig, [labels.get(lin, lin) for lin in lins], 4)
+    first = esc(labels.get(lins[0], lins[0])) if lins else ""
     _layout(
         fig,
         f"Weekly completions against baseline: {first} (pick a LIN)",
@@ -152,8 +219,9 @@ def completions_vs_baseline(data: ReportData) -> Chart:
     return Chart(
         "completions",
         "Weekly completions against baseline",
-        "Bars: tasks completed each week, coloured by health. Band: baseline mean ± one "
-        "standard deviation of the previous weeks.",
+        "Bars: tasks completed each week, coloured by health (hover for the agents' share). "
+        "Band: baseline mean ± one standard deviation of the previous weeks. Click a bar to "
+        "list that week's tasks.",
         safe_json(fig),
     )
 
@@ -165,13 +233,13 @@ def ratio_heatmap(data: ReportData) -> Chart:
         (r["service_line_id"], r["week_start"]): r["velocity_ratio"]
         for r in data.weekly.iter_rows(named=True)
     }
-    z = [[lookup.get((lin, w)) for w in weeks] for lin in lins]
+    z = [_r([lookup.get((lin, w)) for w in weeks]) for lin in lins]
     text = [["" if v is None else f"{v:.2f}" for v in row] for row in z]
     fig = go.Figure(
         go.Heatmap(
             z=z,
             x=weeks,
-            y=[esc(lin) for lin in lins],
+            y=[esc(data.labels.get(lin, lin)) for lin in lins],
             text=text,
             texttemplate="%{text}",
             colorscale=[[0, "#D55E00"], [0.5, "#F7F7F7"], [1, "#0072B2"]],
@@ -195,7 +263,7 @@ def ratio_heatmap(data: ReportData) -> Chart:
         "heatmap",
         "Velocity ratio heatmap",
         "1.0 is the LIN's usual rate; orange below, blue above; blank where there is not "
-        "enough history yet. Each cell shows its value.",
+        "enough history yet. Each cell shows its value; click one to list that week's tasks.",
         safe_json(fig),
     )
 
@@ -211,7 +279,7 @@ def cycle_lead_times(data: ReportData) -> Chart:
         pl.col("lead_time_p85_hours").median().alias("lead_p85"),
     )
     order = data.table.select("service_line_id").join(per_lin, on="service_line_id", how="left")
-    x = [esc(v) for v in order["service_line_id"]]
+    x = [esc(data.labels.get(v, v)) for v in order["service_line_id"]]
     fig = go.Figure()
     for col, name, colour in (
         ("cycle_p50", "cycle time p50", "#56B4E9"),
@@ -219,7 +287,7 @@ def cycle_lead_times(data: ReportData) -> Chart:
         ("lead_p50", "lead time p50", "#F0E442"),
         ("lead_p85", "lead time p85", "#E69F00"),
     ):
-        days = [None if v is None else v / 24 for v in order[col].to_list()]
+        days = _r([None if v is None else v / 24 for v in order[col].to_list()])
         fig.add_trace(
             go.Bar(
                 x=x,
@@ -250,7 +318,7 @@ def cumulative_flow(data: ReportData) -> Chart:
     fig = go.Figure()
     statuses = [s for s in STATUS_COLOURS if s in set(data.daily["status"].to_list())]
     groups = [("All service lines", data.daily)] + [
-        (lin, data.daily.filter(pl.col("service_line_id") == lin))
+        (data.labels.get(lin, lin), data.daily.filter(pl.col("service_line_id") == lin))
         for lin in data.table["service_line_id"].to_list()
     ]
     for i, (_, frame) in enumerate(groups):
@@ -260,13 +328,15 @@ def cumulative_flow(data: ReportData) -> Chart:
             part = totals.filter(pl.col("status") == status)
             fig.add_trace(
                 go.Scatter(
-                    x=part["day"].to_list(),
+                    **regular_x(part["day"].to_list(), 1),
                     y=part["tasks"].to_list(),
                     name=status.replace("_", " "),
                     stackgroup="one",
                     mode="lines",
                     line={"width": 0.5, "color": STATUS_COLOURS[status]},
-                    visible=i == 0,
+                    # the work-in-progress view: closed statuses one click away (legend, button)
+                    visible=(status not in CLOSED or "legendonly") if i == 0 else False,
+                    meta="closed" if status in CLOSED else "open",
                     legendgroup=status,
                     showlegend=True,
                     hovertemplate="%{x|%d %b}: %{y} "
@@ -274,13 +344,20 @@ def cumulative_flow(data: ReportData) -> Chart:
                     + "<extra></extra>",
                 )
             )
-    _dropdown(fig, [g[0] for g in groups], len(statuses))
-    _layout(fig, "Cumulative flow: tasks by status at the end of each day", "Day", "Tasks")
+    shown = [status not in CLOSED or "legendonly" for status in reversed(statuses)]
+    _dropdown(fig, [g[0] for g in groups], len(statuses), shown=shown)
+    _layout(
+        fig,
+        "Cumulative flow: open tasks by status at the end of each day",
+        "Day",
+        "Tasks",
+    )
     return Chart(
         "cfd",
         "Cumulative flow",
-        "Widening bands mean work piles up in that status; a flat done band means nothing "
-        "is finishing. Pick a LIN from the menu.",
+        "Work in progress: backlog, in progress and in review at the end of each day. Widening "
+        "bands mean work piles up in that status. The button (or the legend) adds the done and "
+        "cancelled bands: a flat done band means nothing is finishing. Pick a LIN from the menu.",
         safe_json(fig),
     )
 
@@ -295,8 +372,8 @@ def aging_wip(data: ReportData) -> Chart:
         part = aging.filter(pl.col("exceeds_p85").fill_null(False) == exceeds)
         fig.add_trace(
             go.Scatter(
-                x=[esc(v) for v in part["service_line_id"]],
-                y=(part["age_hours"] / 24).to_list(),
+                x=[esc(data.labels.get(v, v)) for v in part["service_line_id"]],
+                y=_r((part["age_hours"] / 24).to_list(), 1),
                 mode="markers",
                 name=name,
                 marker={"color": colour, "symbol": symbol, "size": 7, "opacity": 0.7},

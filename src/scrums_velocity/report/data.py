@@ -35,6 +35,29 @@ class ReportData:
     forecast: pl.DataFrame | None = None
     signals: pl.DataFrame | None = None
     calibration: pl.DataFrame | None = None
+    week_tasks: pl.DataFrame | None = None  # lin_week_tasks, the drill-down weeks
+
+    @property
+    def names(self) -> dict[str, str]:
+        """LIN id -> its configured name, or the id itself when it has none."""
+        ids = self.table["service_line_id"].to_list()
+        if "service_line_name" not in self.table.columns:
+            return {lin: lin for lin in ids}
+        got = self.table["service_line_name"].to_list()
+        return {lin: name or lin for lin, name in zip(ids, got, strict=True)}
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """LIN id -> how charts and headings name it: its name, with the id when two LINs share
+        that name, the id alone when it has none."""
+        names = self.names
+        seen: dict[str, int] = {}
+        for name in names.values():
+            seen[name] = seen.get(name, 0) + 1
+        return {
+            lin: name if name == lin or seen[name] == 1 else f"{name} ({lin})"
+            for lin, name in names.items()
+        }
 
     @property
     def counts(self) -> dict[str, int]:
@@ -66,6 +89,7 @@ class ReportData:
             forecast=keep(self.forecast),
             signals=keep(self.signals),
             calibration=keep(self.calibration),
+            week_tasks=keep(self.week_tasks),
         )
 
 
@@ -114,6 +138,7 @@ def _read_marts(path: Path) -> dict:
         forecast = _optional(con, "marts.lin_forecast")
         signals = _optional(con, "marts.lin_velocity_signals")
         calibration = _optional(con, "marts.lin_forecast_backtest")
+        week_tasks = _optional(con, "marts.lin_week_tasks")
     finally:
         con.close()
     return {
@@ -128,6 +153,7 @@ def _read_marts(path: Path) -> dict:
         "forecast": forecast,
         "signals": signals,
         "calibration": calibration,
+        "week_tasks": week_tasks,
     }
 
 
@@ -196,7 +222,17 @@ def _assemble(marts: dict, week: date | None) -> ReportData:
         forecast=forecast,
         signals=signals.filter(pl.col("week_start") <= week) if signals is not None else None,
         calibration=calibration,
+        week_tasks=_drill_weeks(marts.get("week_tasks"), week),
     )
+
+
+def _drill_weeks(frame: pl.DataFrame | None, week: date) -> pl.DataFrame | None:
+    from scrums_velocity.report.drill import DRILL_WEEKS
+
+    if frame is None:
+        return None
+    first = week - timedelta(weeks=DRILL_WEEKS - 1)
+    return frame.filter((pl.col("week_start") >= first) & (pl.col("week_start") <= week))
 
 
 def _streaks(weekly: pl.DataFrame, week: date) -> pl.DataFrame:

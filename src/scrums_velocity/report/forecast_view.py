@@ -7,7 +7,7 @@ from typing import Any
 import plotly.graph_objects as go
 import polars as pl
 
-from scrums_velocity.report.charts import Chart, _dropdown, _layout, esc, safe_json
+from scrums_velocity.report.charts import Chart, _dropdown, _layout, _r, esc, regular_x, safe_json
 from scrums_velocity.report.data import ReportData
 
 
@@ -63,11 +63,12 @@ def xmr_chart(data: ReportData) -> Chart:
     for i, lin in enumerate(lins):
         rows = data.signals.filter(pl.col("service_line_id") == lin).sort("week_start")
         weeks = rows["week_start"].to_list()
+        wx = regular_x(weeks, 7)
         show = i == 0
         fig.add_trace(
             go.Scatter(
-                x=weeks,
-                y=rows["completed"].to_list(),
+                **wx,
+                y=_r(rows["completed"].to_list()),
                 mode="lines+markers",
                 name="completed",
                 line={"color": "#444"},
@@ -76,8 +77,8 @@ def xmr_chart(data: ReportData) -> Chart:
         )
         fig.add_trace(
             go.Scatter(
-                x=weeks,
-                y=rows["centre_line"].to_list(),
+                **wx,
+                y=_r(rows["centre_line"].to_list()),
                 mode="lines",
                 name="centre line",
                 line={"color": "#0072B2"},
@@ -86,8 +87,8 @@ def xmr_chart(data: ReportData) -> Chart:
         )
         fig.add_trace(
             go.Scatter(
-                x=weeks,
-                y=rows["upper_limit"].to_list(),
+                **wx,
+                y=_r(rows["upper_limit"].to_list()),
                 mode="lines",
                 name="upper limit",
                 line={"color": "#999", "dash": "dot"},
@@ -96,8 +97,8 @@ def xmr_chart(data: ReportData) -> Chart:
         )
         fig.add_trace(
             go.Scatter(
-                x=weeks,
-                y=rows["lower_limit"].to_list(),
+                **wx,
+                y=_r(rows["lower_limit"].to_list()),
                 mode="lines",
                 name="lower limit",
                 line={"color": "#D55E00", "dash": "dot"},
@@ -117,8 +118,8 @@ def xmr_chart(data: ReportData) -> Chart:
                 hovertemplate="%{x|%d %b}: %{customdata}<extra></extra>",
             )
         )
-    _dropdown(fig, lins, per)
-    first = esc(lins[0]) if lins else ""
+    _dropdown(fig, [data.labels.get(lin, lin) for lin in lins], per)
+    first = esc(data.labels.get(lins[0], lins[0])) if lins else ""
     _layout(
         fig,
         f"Process behaviour (XmR) of weekly completions: {first} (pick a LIN)",

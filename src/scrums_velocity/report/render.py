@@ -15,18 +15,18 @@ CSV injection advice). ``velocity.parquet`` keeps every value exactly.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import polars as pl
 from markupsafe import Markup
-from plotly.offline import get_plotlyjs
 
 from scrums_velocity import __version__
 from scrums_velocity.config import Config
@@ -36,7 +36,11 @@ from scrums_velocity.models.query import warehouse_path
 from scrums_velocity.observe import event
 from scrums_velocity.report.charts import HEALTH_STYLE, all_charts
 from scrums_velocity.report.data import SPARK_WEEKS, ReportData, load_report_data
+from scrums_velocity.report.drill import drill_json, open_work
 
+# plotly.js's cartesian partial bundle (MIT; see vendor/README.md): every trace type the report
+# draws (scatter, bar, heatmap) at a third of the full bundle's size.
+PLOTLY_JS = Path(__file__).parent / "vendor" / "plotly-cartesian.min.js"
 AGING_LIMIT = 25
 DUPLICATES_LIMIT = 10
 _BLOCKS = "▁▂▃▄▅▆▇█"
@@ -64,6 +68,16 @@ class ReportResult:
             f"report for the week of {self.week} in {self.directory} ({sizes}); "
             f"{len(self.leads)} lead reports; {self.duration_s:.1f} s"
         )
+
+
+def plotly_bundle() -> str:
+    return PLOTLY_JS.read_text(encoding="utf-8")
+
+
+def _share(part: int | None, whole: int | None) -> str:
+    if not whole or part is None:
+        return "–"
+    return f"{part / whole:.0%}"
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -101,6 +115,7 @@ def sparkline_text(values: list[int]) -> str:
 
 def _rows(data: ReportData) -> list[dict[str, Any]]:
     out = []
+    labels = data.labels
     for r in data.table.iter_rows(named=True):
         symbol, label, colour = HEALTH_STYLE.get(r["health"], ("?", r["health"], "#6E6E6E"))
         ratio = r["velocity_ratio"]
@@ -113,6 +128,7 @@ def _rows(data: ReportData) -> list[dict[str, Any]]:
         out.append(
             {
                 "service_line_id": r["service_line_id"],
+                "name": labels.get(r["service_line_id"], r["service_line_id"]),
                 "workspace_id": r["workspace_id"],
                 "symbol": symbol,
                 "label": label,
@@ -120,6 +136,10 @@ def _rows(data: ReportData) -> list[dict[str, Any]]:
                 "health": r["health"],
                 "since": _since(r),
                 "completed": r["completed"],
+                "cancelled": r.get("cancelled"),
+                "reopened": r.get("reopened"),
+                "agent_share": _share(r.get("completed_by_agent"), r["completed"]),
+                "baseline_mean_value": r["baseline_mean"],
                 "baseline_mean": _fmt(r["baseline_mean"]),
                 "ratio": _fmt(ratio, 2),
                 "bar_pct": 0 if ratio is None else max(1, min(100, round(ratio / 2 * 100))),
@@ -206,6 +226,10 @@ def _context(
     rows = _rows(data)
     frows, calibration, trials = forecast_rows(data)
     return {
+        "lin_names": data.labels,
+        "drill": _drill(data, config, rows),
+        "flagged": _flagged(data, rows),
+        "drill_weeks": _drill_weeks_text(data),
         "week_label": f"{data.week:%d %b %Y}",
         "audience": audience,
         "timezone": data.timezone,
@@ -238,7 +262,12 @@ def _context(
                 "title": d["bound_title"],
                 "hours": _fmt(d["hours_apart"], 0),
             }
-            for d in data.duplicates.head(DUPLICATES_LIMIT).iter_rows(named=True)
+            # the closest pairs first (the likeliest duplicates), in a stable order
+            for d in data.duplicates.sort(
+                "hours_apart", "service_line_id", "bound_task_id", "unbound_task_id"
+            )
+            .head(DUPLICATES_LIMIT)
+            .iter_rows(named=True)
         ],
         "forecast_rows": frows,
         "calibration_text": calibration,
@@ -247,6 +276,93 @@ def _context(
         "generated_at": f"{datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
         "warehouse": warehouse.name,
     }
+
+
+def _drill_weeks_text(data: ReportData) -> str:
+    from scrums_velocity.report.drill import DRILL_WEEKS
+
+    first = data.week - timedelta(weeks=DRILL_WEEKS - 1)
+    return f"the {DRILL_WEEKS} weeks from {first:%d %b} to {data.week:%d %b %Y}"
+
+
+def _drill(data: ReportData, config: Config, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per service line: the tasks behind the report week and its open work, oldest first."""
+    from scrums_velocity.report.drill import week_events
+
+    leads = {line.id: line.lead for line in config.service_lines if line.lead}
+    open_counts = dict(
+        data.aging.group_by("service_line_id").len().iter_rows() if data.aging.height else []
+    )
+    out = []
+    for r in rows:
+        lin = r["service_line_id"]
+        events = week_events(data, lin, data.week)
+        moved_in = sum(e["event"] == "moved_in" for e in events)
+        moved_out = sum(e["event"] == "moved_out" for e in events)
+        summary = (
+            f"{r['completed']} completed ({r['agent_share']} by agents), {r['cancelled']} "
+            f"cancelled, {r['reopened']} reopened, {moved_in} moved in, {moved_out} moved out; "
+            f"{open_counts.get(lin, 0)} open now"
+        )
+        out.append(
+            {
+                "id": lin,
+                "name": r["name"],
+                "lead": leads.get(lin),
+                "health": r["health"],
+                "symbol": r["symbol"],
+                "label": r["label"],
+                "colour": r["colour"],
+                "summary": summary,
+                "open_total": open_counts.get(lin, 0),
+            }
+        )
+    return out
+
+
+def _flagged(data: ReportData, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """At-risk and watch service lines: why, in words, and their three oldest open tasks."""
+    from scrums_velocity.report.drill import EMAIL_OPEN, EMAIL_TITLE_CHARS, clip, explanation
+
+    out = []
+    for r in rows:
+        if r["health"] not in ("at_risk", "watch"):
+            continue
+        oldest = open_work(data, r["service_line_id"], EMAIL_OPEN, started_first=True)
+        for task in oldest:
+            task["title"] = clip(task["title"], EMAIL_TITLE_CHARS)
+        out.append(
+            {
+                **r,
+                "why": explanation(
+                    data,
+                    {
+                        "service_line_id": r["service_line_id"],
+                        "completed": r["completed"],
+                        "baseline_mean": r["baseline_mean_value"],
+                    },
+                ),
+                "oldest": oldest,
+            }
+        )
+    return out
+
+
+def with_names(data: ReportData, config: Config) -> ReportData:
+    """``data`` with the configuration's service-line names over the warehouse's (a name changed
+    since the last build shows at once); ids without either keep the id."""
+    names = config.service_line_names
+    table = data.table
+    if "service_line_name" not in table.columns:
+        table = table.with_columns(pl.col("service_line_id").alias("service_line_name"))
+    if names:
+        table = table.with_columns(
+            pl.col("service_line_id")
+            .replace_strict(names, default=pl.col("service_line_name"), return_dtype=pl.String)
+            .alias("service_line_name")
+        )
+    table = table.with_columns(pl.col("service_line_name").fill_null(pl.col("service_line_id")))
+    return dataclasses.replace(data, table=table)
 
 
 def render(
@@ -262,7 +378,8 @@ def render(
     index = _env.get_template("index.html.j2").render(
         **ctx,
         charts=all_charts(data),
-        plotly_js=Markup(plotly_js or get_plotlyjs()),  # noqa: S704 - plotly.js itself
+        plotly_js=Markup(plotly_js or plotly_bundle()),  # noqa: S704 - plotly.js itself
+        drill_json=Markup(drill_json(data)),  # noqa: S704 - JSON with < > & escaped
     )
     email = _env.get_template("email.html.j2").render(**ctx)
     # text/plain: HTML-escaping would corrupt it, and no client renders it as HTML
@@ -276,8 +393,17 @@ def render(
 
 
 def _table_frame(data: ReportData) -> pl.DataFrame:
+    table = data.table
+    if "service_line_name" not in table.columns:  # a warehouse from before names
+        table = table.with_columns(pl.col("service_line_id").alias("service_line_name"))
+    if "completed_by_agent" not in table.columns:
+        table = table.with_columns(
+            pl.lit(None, dtype=pl.Int64).alias("completed_by_agent"),
+            pl.lit(None, dtype=pl.Float64).alias("agent_share"),
+        )
     cols = [
         "service_line_id",
+        "service_line_name",
         "workspace_id",
         "week_start",
         "health",
@@ -286,6 +412,8 @@ def _table_frame(data: ReportData) -> pl.DataFrame:
         "completed",
         "cancelled",
         "reopened",
+        "completed_by_agent",
+        "agent_share",
         "baseline_weeks",
         "baseline_mean",
         "baseline_median",
@@ -297,7 +425,7 @@ def _table_frame(data: ReportData) -> pl.DataFrame:
         "wtd_ratio",
         "spark",
     ]
-    return data.table.select(cols).rename({"spark": f"completed_last_{SPARK_WEEKS}_weeks"})
+    return table.select(cols).rename({"spark": f"completed_last_{SPARK_WEEKS}_weeks"})
 
 
 # Cells a spreadsheet would take for a formula (OWASP, "CSV Injection").
@@ -404,7 +532,7 @@ def _lead_dirs(config: Config) -> dict[str, str]:
 def _write_report(data_dir: Path, config: Config, week: date | None) -> ReportResult:
     t0 = time.monotonic()
     lead_dirs = _lead_dirs(config)
-    data = load_report_data(data_dir, week)
+    data = with_names(load_report_data(data_dir, week), config)
     reports = data_dir / "reports"
     try:
         remove_leftovers(reports)
@@ -412,7 +540,7 @@ def _write_report(data_dir: Path, config: Config, week: date | None) -> ReportRe
         raise ReportError(f"cannot clean up {reports}: {exc.strerror or exc}") from None
     final = reports / data.week.isoformat()
     tmp = reports / f".{data.week.isoformat()}.{os.getpid()}.tmp"
-    plotly_js = get_plotlyjs()
+    plotly_js = plotly_bundle()
     warehouse = data_dir / "warehouse.duckdb"
     result = ReportResult(final, data.week)
     try:
@@ -421,14 +549,15 @@ def _write_report(data_dir: Path, config: Config, week: date | None) -> ReportRe
         )
         known = set(data.table["service_line_id"].to_list())
         for lead in config.leads:
-            mine = set(lead.service_lines) & known
+            lins = config.lins_of(lead)
+            mine = set(lins) & known
             if not mine:
                 event(
                     "report.lead_without_lins",
                     lead=lead.email,
-                    service_lines=",".join(lead.service_lines),
+                    service_lines=",".join(lins),
                 )
-            sub = data.for_lins(set(lead.service_lines))
+            sub = data.for_lins(set(lins))
             _write_dir(
                 tmp / "leads" / lead_dirs[lead.email],
                 render(sub, config, audience=lead.name, warehouse=warehouse, plotly_js=plotly_js),
@@ -436,6 +565,7 @@ def _write_report(data_dir: Path, config: Config, week: date | None) -> ReportRe
             )
             result.leads[lead.email] = final / "leads" / lead_dirs[lead.email]
         _swap_in(tmp, final)
+        write_archive(reports)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ReportError(f"cannot write the report to {final}: {exc.strerror or exc}") from None
@@ -451,6 +581,33 @@ def _write_report(data_dir: Path, config: Config, week: date | None) -> ReportRe
         email_kib=result.sizes["email.html"] // 1024,
     )
     return result
+
+
+def write_archive(reports: Path) -> Path:
+    """``reports/index.html``: every week's report, newest first, with its headline counts.
+
+    Written beside and renamed over the old one (a reader never sees half a page); a killed
+    run's ``.index.html.<pid>.tmp`` is removed with the other leftovers."""
+    weeks = []
+    for path in sorted(reports.glob("????-??-??"), reverse=True):
+        if not (path / "index.html").exists():
+            continue
+        headline = ""
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            lines = (path / "summary.txt").read_text(encoding="utf-8").splitlines()
+            headline = lines[1] if len(lines) > 1 else ""
+        leads = (
+            sorted(p.name for p in (path / "leads").iterdir()) if (path / "leads").is_dir() else []
+        )
+        weeks.append({"week": path.name, "headline": headline, "leads": leads})
+    text = _env.get_template("archive.html.j2").render(
+        weeks=weeks, generated_at=f"{datetime.now(UTC):%Y-%m-%d %H:%M UTC}", version=__version__
+    )
+    target = reports / "index.html"
+    tmp = reports / f".index.html.{os.getpid()}.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, target)
+    return target
 
 
 def _swap_in(tmp: Path, final: Path) -> None:

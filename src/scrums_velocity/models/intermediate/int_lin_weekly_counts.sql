@@ -12,7 +12,8 @@ closed as (
         count(*) filter (where outcome = 'done') as completed,
         count(*) filter (where outcome = 'cancelled') as cancelled,
         count(*) filter (where outcome = 'done' and closed_at_from_updated_at)
-            as completed_without_history
+            as completed_without_history,
+        count(*) filter (where outcome = 'done' and closed_by_agent) as completed_by_agent
     from completions
     group by service_line_id, week_start
 ),
@@ -34,7 +35,8 @@ final as (
         coalesce(closed.completed, 0) as completed,
         coalesce(closed.cancelled, 0) as cancelled,
         coalesce(reopens.reopened, 0) as reopened,
-        coalesce(closed.completed_without_history, 0) as completed_without_history
+        coalesce(closed.completed_without_history, 0) as completed_without_history,
+        coalesce(closed.completed_by_agent, 0) as completed_by_agent
     from closed
     full outer join reopens using (service_line_id, week_start)
 )

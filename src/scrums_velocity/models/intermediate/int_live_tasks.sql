@@ -4,7 +4,7 @@
 with tasks as (
     select
         task_id, workspace_id, service_line_id, project_id, title, status, priority,
-        assignee_id, external_id, external_source, created_at, updated_at
+        assignee_id, external_id, external_source, external_url, created_at, updated_at
     from intermediate.int_tasks_as_of
     where missing_since is null
 ),

@@ -1,6 +1,7 @@
 -- One row per live task whose current status is done or cancelled: when it closed (the last
 -- transition into that status; updated_at, flagged, when the history has none), its local week,
--- and its cycle, lead and review times in hours.
+-- its cycle, lead and review times in hours, and who made the closing transition (closed_by,
+-- closed_by_agent for an AGT-* identity; null/false without history).
 with tasks as (
     select * from intermediate.int_live_tasks
     where status in ('done', 'cancelled')
@@ -11,7 +12,11 @@ changes as (
 ),
 
 last_close as (
-    select task_id, to_status, max(changed_at) as closed_at
+    select
+        task_id,
+        to_status,
+        max(changed_at) as closed_at,
+        arg_max(changed_by, changed_at) as closed_by
     from changes
     where to_status in ('done', 'cancelled')
     group by task_id, to_status
@@ -41,6 +46,8 @@ closed as (
         tasks.created_at,
         coalesce(last_close.closed_at, tasks.updated_at) as closed_at,
         last_close.closed_at is null as closed_at_from_updated_at,
+        last_close.closed_by,
+        coalesce(starts_with(last_close.closed_by, 'AGT-'), false) as closed_by_agent,
         first_start.first_in_progress_at,
         review.in_review_hours
     from tasks

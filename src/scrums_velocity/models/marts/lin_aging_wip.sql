@@ -53,6 +53,8 @@ aged as (
         open_tasks.status,
         open_tasks.priority,
         open_tasks.assignee_id,
+        open_tasks.external_source,
+        open_tasks.external_url,
         open_tasks.created_at,
         started.started_at,
         coalesce(entered.status_since, open_tasks.created_at) as status_since,
@@ -69,11 +71,14 @@ final as (
         aged.task_id,
         aged.workspace_id,
         aged.service_line_id,
+        coalesce(names.service_line_name, aged.service_line_id) as service_line_name,
         aged.project_id,
         aged.title,
         aged.status,
         aged.priority,
         aged.assignee_id,
+        aged.external_source,
+        aged.external_url,
         aged.created_at,
         aged.started_at,
         aged.status_since,
@@ -89,6 +94,7 @@ final as (
                    else reference.lead_time_p85_hours end as exceeds_p85
     from aged
     left join reference using (service_line_id)
+    left join staging.stg_service_lines as names using (service_line_id)
 )
 
 select * from final

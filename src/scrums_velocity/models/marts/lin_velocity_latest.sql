@@ -32,6 +32,7 @@ streaks as (
 current_week as (
     select
         service_line_id,
+        service_line_name,
         workspace_id,
         week_start as current_week_start,
         completed as wtd_completed,
@@ -52,11 +53,14 @@ elapsed as (
 final as (
     select
         current_week.service_line_id,
+        current_week.service_line_name,
         current_week.workspace_id,
         latest.week_start,
         latest.completed,
         latest.cancelled,
         latest.reopened,
+        latest.completed_by_agent,
+        latest.agent_share,
         latest.baseline_weeks,
         latest.baseline_mean,
         latest.baseline_median,

@@ -16,9 +16,14 @@ weekly as (
         coalesce(counts.completed, 0) as completed,
         coalesce(counts.cancelled, 0) as cancelled,
         coalesce(counts.reopened, 0) as reopened,
-        coalesce(counts.completed_without_history, 0) as completed_without_history
+        coalesce(counts.completed_without_history, 0) as completed_without_history,
+        coalesce(counts.completed_by_agent, 0) as completed_by_agent
     from weeks
     left join counts using (service_line_id, week_start)
+),
+
+names as (
+    select * from staging.stg_service_lines
 ),
 
 baselined as (
@@ -58,7 +63,8 @@ scored as (
 
 final as (
     select
-        service_line_id,
+        scored.service_line_id,
+        coalesce(names.service_line_name, scored.service_line_id) as service_line_name,
         workspace_id,
         week_start,
         week_complete,
@@ -66,6 +72,8 @@ final as (
         cancelled,
         reopened,
         completed_without_history,
+        completed_by_agent,
+        case when completed > 0 then completed_by_agent / completed end as agent_share,
         baseline_weeks,
         baseline_mean,
         baseline_median,
@@ -81,6 +89,7 @@ final as (
             else 'healthy'
         end as health
     from scored
+    left join names using (service_line_id)
 )
 
 select * from final

@@ -1,0 +1,135 @@
+-- The tasks behind each LIN-week's numbers: one row per task event. completed and cancelled are
+-- the closures lin_velocity_weekly counts (live tasks, their current LIN, the last transition into
+-- done/cancelled, updated_at without one); reopened the transitions out of done it counts;
+-- moved_in and moved_out the changes of a task's service line between two states the lake saw
+-- (task_versions and the task's state at as_of), at the later state's updated_at.
+with tasks as (
+    select * from intermediate.int_live_tasks
+),
+
+bounds as (
+    select
+        getvariable('as_of')::timestamptz as as_of,
+        date_trunc('week', timezone(getvariable('tz'), getvariable('as_of')::timestamptz))::date
+            as current_week
+),
+
+closures as (
+    select
+        service_line_id,
+        task_id,
+        case outcome when 'done' then 'completed' else outcome end as event,
+        closed_at as event_at,
+        week_start,
+        closed_by as changed_by,
+        closed_by_agent as by_agent,
+        null::varchar as other_service_line_id
+    from intermediate.int_task_completions
+    where service_line_id is not null
+),
+
+reopens as (
+    select
+        service_line_id,
+        task_id,
+        'reopened' as event,
+        changed_at as event_at,
+        date_trunc('week', changed_local)::date as week_start,
+        changed_by,
+        by_agent,
+        null::varchar as other_service_line_id
+    from intermediate.int_task_status_changes
+    where from_status = 'done' and to_status <> 'done' and service_line_id is not null
+),
+
+states as (
+    select task_id, service_line_id, updated_at
+    from staging.stg_task_versions, bounds
+    where stg_task_versions.updated_at <= bounds.as_of
+    qualify row_number() over (
+        partition by task_id, updated_at order by extracted_at desc
+    ) = 1
+),
+
+all_states as (
+    -- the task's state at as_of last, so a move seen only in the latest state counts too
+    select task_id, service_line_id, updated_at from states
+    where updated_at < (select t.updated_at from tasks as t where t.task_id = states.task_id)
+    union all
+    select task_id, service_line_id, updated_at from tasks
+),
+
+transitions as (
+    select
+        task_id,
+        lag(service_line_id) over (partition by task_id order by updated_at) as from_lin,
+        service_line_id as to_lin,
+        updated_at as moved_at,
+        row_number() over (partition by task_id order by updated_at) as state_no
+    from all_states
+    where task_id in (select task_id from tasks)
+),
+
+moves as (
+    select * from transitions
+    where state_no > 1 and from_lin is distinct from to_lin
+),
+
+moved as (
+    select
+        to_lin as service_line_id,
+        task_id,
+        'moved_in' as event,
+        moved_at as event_at,
+        date_trunc('week', timezone(getvariable('tz'), moved_at))::date as week_start,
+        null::varchar as changed_by,
+        false as by_agent,
+        from_lin as other_service_line_id
+    from moves
+    where to_lin is not null
+    union all
+    select
+        from_lin as service_line_id,
+        task_id,
+        'moved_out' as event,
+        moved_at as event_at,
+        date_trunc('week', timezone(getvariable('tz'), moved_at))::date as week_start,
+        null::varchar as changed_by,
+        false as by_agent,
+        to_lin as other_service_line_id
+    from moves
+    where from_lin is not null
+),
+
+events as (
+    select * from closures
+    union all by name select * from reopens
+    union all by name select * from moved
+),
+
+final as (
+    select
+        events.service_line_id,
+        coalesce(names.service_line_name, events.service_line_id) as service_line_name,
+        events.week_start,
+        events.week_start < bounds.current_week as week_complete,
+        events.event,
+        events.task_id,
+        events.event_at,
+        events.changed_by,
+        events.by_agent,
+        events.other_service_line_id,
+        tasks.title,
+        tasks.status,
+        tasks.assignee_id,
+        tasks.workspace_id,
+        tasks.external_source,
+        tasks.external_url
+    from events
+    cross join bounds
+    inner join tasks using (task_id)
+    left join staging.stg_service_lines as names
+        on names.service_line_id = events.service_line_id
+)
+
+select * from final
