@@ -23,14 +23,22 @@ NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
 def make_lake(tasks: int, work: Path) -> tuple[Path, int, float]:
-    from scrums_velocity.api_server import generate
-    from scrums_velocity.api_server.lake_export import write_lake
-
-    t0 = time.perf_counter()
-    ds = generate(tasks=tasks, seed=7, now=NOW, rework=1.5)
+    """Generate and write the lake in a child process: a parent grown to gigabytes by the
+    generator would show up in the build child's peak RSS (it is counted from the fork)."""
     data_dir = work / f"lake-{tasks}"
-    write_lake(ds, data_dir)
-    return data_dir, ds.history.height, time.perf_counter() - t0
+    code = (
+        "import sys; from datetime import datetime, UTC; from pathlib import Path\n"
+        "from scrums_velocity.api_server import generate\n"
+        "from scrums_velocity.api_server.lake_export import write_lake\n"
+        f"ds = generate(tasks={tasks}, seed=7, now=datetime.fromisoformat({NOW.isoformat()!r}),"
+        " rework=1.5)\n"
+        "write_lake(ds, Path(sys.argv[1])); print(ds.history.height)\n"
+    )
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(data_dir)], capture_output=True, text=True, check=True
+    ).stdout
+    return data_dir, int(out.strip()), time.perf_counter() - t0
 
 
 def build_in_child(data_dir: Path) -> tuple[float, float, str]:

@@ -195,6 +195,15 @@ class Lake:
             table = self._table(dataset, snapshot.versions[dataset])
             return table.to_pyarrow_dataset(filesystem=self.location.arrow_filesystem(dataset))
 
+    def local_files(self, dataset: str, snapshot: Snapshot) -> list[str] | None:
+        """The snapshot's data files of ``dataset`` (from the Delta log) when the lake is local,
+        for engines that read Parquet natively; None on object storage (read :meth:`dataset`)."""
+        if not self.location.is_local:
+            return None
+        with storage_errors(f"cannot read {dataset} of snapshot {snapshot.run_id}"):
+            uris = self._table(dataset, snapshot.versions[dataset]).file_uris()
+        return [u.removeprefix("file://") for u in uris]
+
     def scan(self, dataset: str, snapshot: Snapshot | None = None) -> pl.LazyFrame:
         snap = snapshot or self.snapshot()
         return pl.scan_pyarrow_dataset(self.dataset(dataset, snap))

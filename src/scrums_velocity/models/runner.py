@@ -34,7 +34,7 @@ import polars as pl
 import pyarrow as pa
 
 from scrums_velocity.errors import BuildError, ConfigError
-from scrums_velocity.lake import DATASETS, Lake, Snapshot, open_lake, storage_errors
+from scrums_velocity.lake import DATASETS, PARTITIONED, Lake, Snapshot, open_lake, storage_errors
 from scrums_velocity.lock import data_dir_lock
 from scrums_velocity.observe import event
 
@@ -260,8 +260,20 @@ def build_into(
         con.execute("SET memory_limit = ?", [settings.memory_limit])
         con.execute("SET preserve_insertion_order = false")
         # The snapshot's datasets, read through the Delta log: what staging models select from.
+        # A local lake's files are read by DuckDB's own Parquet reader (the file list comes from
+        # the log); an object-store lake through pyarrow (DuckDB here has no S3 access).
+        # Measured at 1M tasks: 26.4 s through pyarrow, 24.6 s natively (README, Benchmarks).
         for dataset in DATASETS:
-            con.register(f"lake_{dataset}", lake.dataset(dataset, snapshot))
+            files = lake.local_files(dataset, snapshot)
+            if files:
+                con.execute(f"SET VARIABLE lake_files_{dataset} = ?", [files])
+                con.execute(
+                    f"CREATE TEMP VIEW lake_{dataset} AS SELECT * FROM read_parquet("
+                    f"getvariable('lake_files_{dataset}'), "
+                    f"hive_partitioning = {str(dataset in PARTITIONED).lower()})"
+                )
+            else:
+                con.register(f"lake_{dataset}", lake.dataset(dataset, snapshot))
         # The configured service-line names, as a table (values, never SQL text).
         con.register("config_service_lines", service_lines_table(settings.service_lines))
         variables = {
