@@ -28,8 +28,9 @@ format: .venv/.synced
 	.venv/bin/ruff check --fix .
 	.venv/bin/ruff format .
 
+# The suite runs on every core (pytest-xdist); each test is independent (own tmp dirs, free ports).
 test: lint
-	.venv/bin/pytest
+	.venv/bin/pytest -n auto --durations=15
 
 demo: .venv/.synced
 	.venv/bin/velocity demo
