@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from datetime import date
 
 import duckdb
 import httpx
@@ -246,3 +247,36 @@ def test_a_build_removes_what_killed_builds_left(tmp_path):
     assert not any(p.exists() for p in leftovers)
     assert keep.read_bytes() == b"mine"
     assert sorted(p.name for p in tmp_path.glob(".warehouse*")) == []
+
+
+def test_relationships_and_expression_tests_find_the_rows_that_break_them(tmp_path):
+    from scrums_velocity.models.runner import _data_tests
+
+    con = duckdb.connect()
+    con.execute("create schema intermediate; create schema marts")
+    con.execute(
+        "create table intermediate.int_lin_weeks as select * from (values "
+        "('LIN-A', date '2026-01-05'), ('LIN-A', date '2026-01-12')) t(service_line_id, week_start)"
+    )
+    con.execute(
+        "create table marts.lin_velocity_weekly as select * from (values "
+        "('LIN-A', date '2026-01-05', 3, 1), ('LIN-A', date '2026-01-19', 2, 0), "
+        "('LIN-B', null, 1, 2)) t(service_line_id, week_start, completed, completed_by_agent)"
+    )
+    docs = {
+        "marts.lin_velocity_weekly": {
+            "relationships": [
+                {"columns": ["service_line_id", "week_start"], "to": "intermediate.int_lin_weeks"}
+            ],
+            "expressions": ["completed_by_agent between 0 and completed"],
+        }
+    }
+    found = {name: con.execute(query).fetchall() for _, name, query in _data_tests(docs, tmp_path)}
+    assert found == {
+        # the week not in the spine (a row with a null key is not checked)
+        "relationships(service_line_id, week_start -> intermediate.int_lin_weeks)": [
+            ("LIN-A", date(2026, 1, 19))
+        ],
+        # more completions by agents than completions
+        "expression(completed_by_agent between 0 and completed)": [("LIN-B", None, 1, 2)],
+    }

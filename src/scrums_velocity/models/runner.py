@@ -230,6 +230,32 @@ def _data_tests(docs: dict[str, dict[str, Any]], models_dir: Path) -> list[tuple
                     f"where {_ident(col)} not in ({allowed}) group by all",
                 )
             )
+        for rel in entry.get("relationships", []):
+            # every key of this model exists in ``to`` (dbt's relationships test, on a tuple)
+            cols = [_ident(c) for c in rel["columns"]]
+            to_schema, _, to_name = str(rel["to"]).partition(".")
+            if to_schema not in LAYERS:
+                raise BuildError(f"relationships of {table}: {rel['to']!r} is not schema.table")
+            target_cols = [_ident(c) for c in rel.get("to_columns", rel["columns"])]
+            keys, target_keys = ", ".join(cols), ", ".join(target_cols)
+            present = " and ".join(f"{c} is not null" for c in cols)
+            tests.append(
+                (
+                    table,
+                    f"relationships({', '.join(rel['columns'])} -> {rel['to']})",
+                    f"select {keys} from {target} where {present} "
+                    f"except select {target_keys} from {to_schema}.{_ident(to_name)}",
+                )
+            )
+        for expression in entry.get("expressions", []):
+            # a predicate every row satisfies (dbt_utils' expression_is_true); null counts as false
+            tests.append(
+                (
+                    table,
+                    f"expression({expression})",
+                    f"select * from {target} where not coalesce(({expression}), false)",
+                )
+            )
     for path in sorted((models_dir / "tests").glob("*.sql")):
         model, _, what = path.stem.partition("__")
         table = next((t for t in docs if t.endswith("." + model)), model)
