@@ -30,10 +30,6 @@ class VelocityError(Exception):
         # One line, always: the CLI prints it as ``Error: <message>``.
         super().__init__(" ".join(str(message).split()))
 
-    @property
-    def message(self) -> str:
-        return str(self)
-
 
 class ConfigError(VelocityError):
     exit_code = 2

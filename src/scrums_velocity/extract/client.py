@@ -2,7 +2,8 @@
 
 Each request:
 
-1. waits for a slot (``concurrency``) and for the rate limiter (``max_rps``, smooth, no bursts);
+1. waits for a slot (``concurrency``) and for the rate limiter (``max_rps``: a leaky bucket that
+   lets at most 3 requests through together, see :func:`_limiter`);
 2. runs under httpx's connect/read timeouts *and* an overall per-attempt deadline (a server that
    trickles bytes never holds a slot forever);
 3. is retried, with exponential backoff and full jitter (``tenacity.wait_random_exponential``),

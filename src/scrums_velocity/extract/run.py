@@ -506,7 +506,7 @@ async def extract_async(
             run.commit("succeeded", None)
     result = run.result
     result.duration_s = time.monotonic() - t0
-    event("extract.done", run_id=run_id, **{k: v for k, v in _summary_fields(result).items()})
+    event("extract.done", run_id=run_id, **_summary_fields(result))
     if options.strict and result.rejects:
         raise ExtractError(
             f"{result.rejects} records were rejected (see the rejects dataset); "

@@ -33,6 +33,7 @@ from scrums_velocity.config import Config
 from scrums_velocity.errors import ConfigError, ReportError
 from scrums_velocity.lock import data_dir_lock
 from scrums_velocity.models.query import warehouse_path
+from scrums_velocity.models.runner import WAREHOUSE
 from scrums_velocity.observe import event
 from scrums_velocity.report.charts import HEALTH_STYLE, all_charts
 from scrums_velocity.report.data import SPARK_WEEKS, ReportData, load_report_data
@@ -370,7 +371,7 @@ def render(
     config: Config,
     *,
     audience: str | None = None,
-    warehouse: Path = Path("warehouse.duckdb"),
+    warehouse: Path = Path(WAREHOUSE),
     plotly_js: str | None = None,
 ) -> dict[str, str]:
     """The report's three texts: ``index.html``, ``email.html`` and the plain-text summary."""
@@ -541,7 +542,7 @@ def _write_report(data_dir: Path, config: Config, week: date | None) -> ReportRe
     final = reports / data.week.isoformat()
     tmp = reports / f".{data.week.isoformat()}.{os.getpid()}.tmp"
     plotly_js = plotly_bundle()
-    warehouse = data_dir / "warehouse.duckdb"
+    warehouse = data_dir / WAREHOUSE
     result = ReportResult(final, data.week)
     try:
         files = _write_dir(
