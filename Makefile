@@ -8,7 +8,7 @@ export UV_PYTHON := $(PYTHON)
 # Trust the platform certificate store (registries may sit behind a CA that only it carries).
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: test lint format demo sync bench clean
+.PHONY: test lint format demo sync bench clean docs
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -23,6 +23,10 @@ sync: .venv/.synced
 lint: .venv/.synced
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/python -m scrums_velocity.docgen --check
+
+docs: .venv/.synced
+	.venv/bin/python -m scrums_velocity.docgen
 
 format: .venv/.synced
 	.venv/bin/ruff check --fix .

@@ -110,23 +110,23 @@ class _Strict(BaseModel):
 class ApiConfig(_Strict):
     url: Text | None = Field(None, description="Base URL of the Tasks API (env SCRUMS_API_URL)")
     token: SecretStr | None = Field(None, description="Prefer the SCRUMS_API_TOKEN variable")
-    workspaces: list[WorkspaceId] = Field(default_factory=list)
+    workspaces: list[WorkspaceId] = Field(default_factory=list, description="WS-* to extract")
     service_lines: list[ServiceLineId] = Field(
         default_factory=list, description="narrow the listing"
     )
     projects: list[Text] = Field(default_factory=list, description="narrow the listing")
-    concurrency: int = Field(16, ge=1, le=256)
-    max_rps: float | None = Field(None, gt=0)
-    timeout_s: float = Field(15.0, gt=0)
-    deadline_s: float = Field(30.0, gt=0)
-    max_attempts: int = Field(6, ge=1)
-    allow_http: bool = False
+    concurrency: int = Field(16, ge=1, le=256, description="requests in flight")
+    max_rps: float | None = Field(None, gt=0, description="client-side rate limit, requests/s")
+    timeout_s: float = Field(15.0, gt=0, description="connect and read timeout, s")
+    deadline_s: float = Field(30.0, gt=0, description="whole-request deadline, s")
+    max_attempts: int = Field(6, ge=1, description="attempts per request, then the run fails")
+    allow_http: bool = Field(False, description="plain http to a host other than loopback")
 
 
 class ModelConfig(_Strict):
-    timezone: str = "UTC"
-    baseline_weeks: int = Field(12, ge=1)
-    min_baseline_weeks: int = Field(4, ge=1)
+    timezone: str = Field("UTC", description="IANA time zone of weeks and days")
+    baseline_weeks: int = Field(12, ge=1, description="K: the weeks a baseline averages")
+    min_baseline_weeks: int = Field(4, ge=1, description="fewer baseline weeks: no verdict")
 
     @field_validator("timezone")
     @classmethod
@@ -153,9 +153,9 @@ class ModelConfig(_Strict):
 
 
 class HealthConfig(_Strict):
-    at_risk_ratio: float = Field(0.5, gt=0)
-    at_risk_p_value: float = Field(0.05, gt=0, lt=1)
-    watch_ratio: float = Field(0.8, gt=0)
+    at_risk_ratio: float = Field(0.5, gt=0, description="ratio below this (and p below): at risk")
+    at_risk_p_value: float = Field(0.05, gt=0, lt=1, description="Poisson p-value for at risk")
+    watch_ratio: float = Field(0.8, gt=0, description="ratio below this: watch")
 
     @model_validator(mode="after")
     def _order(self) -> HealthConfig:
@@ -165,9 +165,9 @@ class HealthConfig(_Strict):
 
 
 class Lead(_Strict):
-    name: Text = Field(min_length=1)
-    email: Email
-    service_lines: list[ServiceLineId] = Field(min_length=1)
+    name: Text = Field(min_length=1, description="as greeted in the email")
+    email: Email = Field(description="where the lead's report goes")
+    service_lines: list[ServiceLineId] = Field(min_length=1, description="LIN-* in their report")
 
     @property
     def key(self) -> str:
@@ -178,38 +178,43 @@ class Lead(_Strict):
 class ServiceLine(_Strict):
     """``[[service_lines]]``: the name leads know a LIN by (shown wherever its id is)."""
 
-    id: ServiceLineId
-    name: Text = Field(min_length=1, max_length=200)
+    id: ServiceLineId = Field(description="the LIN-*")
+    name: Text = Field(min_length=1, max_length=200, description="the name leads know")
     lead: Email | None = Field(None, description="the lead's address: the LIN joins their report")
 
 
 class SmtpConfig(_Strict):
-    host: Text = Field(min_length=1)
+    host: Text = Field(min_length=1, description="the SMTP server")
     port: int = Field(587, ge=1, le=65535)
-    security: Literal["starttls", "ssl", "none"] = "starttls"
-    user: Text | None = None
-    sender: Mailbox = Field(alias="from")
-    password_env: Text = "VELOCITY_SMTP_PASSWORD"  # noqa: S105 - the variable's name, not a secret
+    security: Literal["starttls", "ssl", "none"] = Field("starttls", description="or ssl, none")
+    user: Text | None = Field(None, description="login (its password from password_env)")
+    sender: Mailbox = Field(alias="from", description="the From: address")
+    password_env: Text = Field(
+        "VELOCITY_SMTP_PASSWORD",
+        description="the environment variable holding the SMTP password",
+    )
     password: SecretStr | None = Field(None, exclude=True)  # filled from password_env only
-    timeout_s: float = Field(30.0, gt=0)
+    timeout_s: float = Field(30.0, gt=0, description="per SMTP operation, s")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class Config(_Strict):
-    data_dir: Path = Path("data")
+    data_dir: Path = Field(Path("data"), description="warehouse, reports, staging, the lock")
     lake: str | None = Field(
         None, description="a local path or s3://bucket/prefix; default <data_dir>/lake"
     )
     lake_retention_days: int = Field(
         30, ge=0, description="snapshots younger than this stay readable (time travel)"
     )
-    api: ApiConfig = Field(default_factory=ApiConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    health: HealthConfig = Field(default_factory=HealthConfig)
-    service_lines: list[ServiceLine] = Field(default_factory=list)
-    leads: list[Lead] = Field(default_factory=list)
-    smtp: SmtpConfig | None = None
+    api: ApiConfig = Field(default_factory=ApiConfig, description="the Tasks API")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="the model build")
+    health: HealthConfig = Field(default_factory=HealthConfig, description="health thresholds")
+    service_lines: list[ServiceLine] = Field(
+        default_factory=list, description="[[service_lines]]: names of LINs"
+    )
+    leads: list[Lead] = Field(default_factory=list, description="[[leads]]: who gets which report")
+    smtp: SmtpConfig | None = Field(None, description="how email is sent")
     source: str = Field("defaults", exclude=True)
 
     @field_validator("service_lines")

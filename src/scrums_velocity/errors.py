@@ -32,14 +32,20 @@ class VelocityError(Exception):
 
 
 class ConfigError(VelocityError):
+    """invalid arguments or configuration (`velocity config check` explains every field)"""
+
     exit_code = 2
 
 
 class LockedError(VelocityError):
+    """another run holds the data dir or the lake (the message names its pid, host and command)"""
+
     exit_code = 3
 
 
 class ApiError(VelocityError):
+    """the API failed: unreachable, 401/403 (naming the workspace), retries exhausted"""
+
     exit_code = 4
 
 
@@ -56,20 +62,42 @@ class ApiRetriesExhaustedError(ApiError):
 
 
 class ExtractError(VelocityError):
+    """extraction finished with rejected records and `--strict` was given"""
+
     exit_code = 5
 
 
 class BuildError(VelocityError):
+    """the warehouse build failed (a model or a data test, named with the offending rows)"""
+
     exit_code = 6
 
 
 class ReportError(VelocityError):
+    """the report could not be written"""
+
     exit_code = 7
 
 
 class EmailError(VelocityError):
+    """one or more lead emails failed (the others were sent; each failure is named)"""
+
     exit_code = 8
 
 
 class LakeError(VelocityError):
+    """the lake is unreachable or damaged (the line names the table, file or endpoint)"""
+
     exit_code = 9
+
+
+def exit_codes() -> list[tuple[int, str]]:
+    """Every documented exit code with its meaning (0 and each error class's), for the README."""
+    codes = {0: "success (for `nightly`: every stage succeeded)"}
+    pending = [VelocityError]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls.exit_code not in codes and cls.__doc__ and cls is not VelocityError:
+            codes[cls.exit_code] = " ".join(cls.__doc__.split())
+    return sorted(codes.items())

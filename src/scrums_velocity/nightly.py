@@ -5,9 +5,7 @@ stage stops the later ones; the lake, warehouse and report of the last good run 
 (each stage swaps its output in atomically). Every stage's outcome is recorded in the lake's run
 manifest as one ``nightly`` row, whatever happened.
 
-Exit codes (from :mod:`errors`): 0 success, 2 configuration, 3 already running, 4 API failure,
-5 extraction problems (rejects under --strict), 6 build or data test failure, 7 report failure,
-8 email failure, 9 the lake unreachable or damaged.
+Exit codes: ``errors.exit_codes()`` (the README's table is generated from it).
 """
 
 from __future__ import annotations
