@@ -115,7 +115,7 @@ def extract_cmd(
 
     Settings come from velocity.toml (when present) with these flags over them."""
     from scrums_velocity.config import load_config
-    from scrums_velocity.extract.run import ExtractOptions, extract
+    from scrums_velocity.extract import ExtractOptions, extract
     from scrums_velocity.lake import resolve_location
     from scrums_velocity.nightly import client_settings
 
@@ -271,7 +271,7 @@ def report_cmd(
 ) -> None:
     """Write the HTML report, the email variant, CSV and Parquet for a week (and each lead's)."""
     from scrums_velocity.config import load_config
-    from scrums_velocity.report.render import write_report
+    from scrums_velocity.report import write_report
 
     setup_logging(log_json)
     cfg = load_config(config)
@@ -291,7 +291,7 @@ def email_cmd(
 ) -> None:
     """Email each configured lead the report of their service lines."""
     from scrums_velocity.config import load_config
-    from scrums_velocity.report.email import send_reports
+    from scrums_velocity.report import send_reports
 
     setup_logging(log_json)
     cfg = load_config(config)

@@ -19,14 +19,12 @@ import httpx
 
 from scrums_velocity.config import Config, revalidate
 from scrums_velocity.errors import ConfigError, VelocityError
-from scrums_velocity.extract.client import ClientSettings
-from scrums_velocity.extract.run import ExtractOptions, extract
+from scrums_velocity.extract import ClientSettings, ExtractOptions, extract
 from scrums_velocity.lake import RunRecord, new_run_id, open_lake, resolve_location
 from scrums_velocity.lock import data_dir_lock
-from scrums_velocity.models.runner import BuildSettings, build
+from scrums_velocity.models import BuildSettings, build
 from scrums_velocity.observe import event
-from scrums_velocity.report.email import check_can_send, send_reports
-from scrums_velocity.report.render import write_report
+from scrums_velocity.report import check_can_send, send_reports, write_report
 
 STAGES = ("extract", "build", "report", "email")
 

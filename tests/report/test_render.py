@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from scrums_velocity.errors import ReportError
-from scrums_velocity.report.charts import unpack
+from scrums_velocity.report.plotting import unpack
 from scrums_velocity.report.render import _write_dir, write_report
 from tests.report.conftest import IMG_TITLE, SCRIPT_TITLE
 

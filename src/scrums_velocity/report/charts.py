@@ -13,125 +13,25 @@ also given as a shape and a word.
 
 from __future__ import annotations
 
-import base64
-import gzip
-import html
-import itertools
-import json
-from dataclasses import dataclass
-from datetime import date, timedelta
-from typing import Any
+from datetime import timedelta
 
 import plotly.graph_objects as go
 import polars as pl
 
 from scrums_velocity.report.data import ReportData
-
-HEALTH_STYLE = {
-    "at_risk": ("▼", "At risk", "#D55E00"),
-    "watch": ("◆", "Watch", "#E69F00"),
-    "healthy": ("●", "Healthy", "#0072B2"),
-    "insufficient_history": ("○", "New", "#6E6E6E"),
-    "week_in_progress": ("…", "In progress", "#6E6E6E"),
-}
-STATUS_COLOURS = {
-    "backlog": "#BBBBBB",
-    "in_progress": "#56B4E9",
-    "in_review": "#E69F00",
-    "done": "#009E73",
-    "cancelled": "#CC79A7",
-}
-CLOSED = ("done", "cancelled")
-FONT = "system-ui, -apple-system, Segoe UI, Roboto, sans-serif"
-
-
-@dataclass(frozen=True)
-class Chart:
-    id: str
-    title: str
-    caption: str
-    json: str  # safe to place inside a <script> element
-
-    @property
-    def packed(self) -> str:
-        """The figure as the page carries it: :func:`pack`ed (a fifth of the bytes)."""
-        return pack(self.json)
-
-
-def pack(text: str) -> str:
-    """JSON for the page: gzipped and base64-encoded; the page inflates it with the browser's
-    own ``DecompressionStream``. Base64 has no ``<``, ``>``, ``&`` or quote: the string can end
-    neither its ``<script>`` element nor its JavaScript string literal."""
-    return base64.b64encode(gzip.compress(text.encode("utf-8"), mtime=0)).decode("ascii")
-
-
-def unpack(text: str) -> str:
-    """:func:`pack`'s input back (for tests and analysts)."""
-    return gzip.decompress(base64.b64decode(text)).decode("utf-8")
-
-
-def esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def safe_json(fig: go.Figure) -> str:
-    # plotly.py's default template (about 7 KB a chart) is left out: every colour, grid and font
-    # the report relies on is set explicitly in _layout and on the traces.
-    fig.layout.template = None
-    text = json.dumps(json.loads(fig.to_json()), separators=(",", ":"), ensure_ascii=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def _r(values: list, digits: int = 2) -> list:
-    """Rounded for the page: the chart shows at most two decimals, the JSON needs no more."""
-    return [None if v is None else round(v, digits) for v in values]
-
-
-def regular_x(days: list[date], step_days: int) -> dict[str, Any]:
-    """``x`` of a trace: as ``x0`` + ``dx`` (milliseconds on a date axis) when the dates are
-    evenly spaced by ``step_days``, the explicit list otherwise: a fraction of the bytes."""
-    if len(days) > 1 and all((b - a).days == step_days for a, b in itertools.pairwise(days)):
-        return {"x0": days[0].isoformat(), "dx": step_days * 86_400_000}
-    return {"x": days}
-
-
-def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 420) -> go.Figure:
-    fig.update_layout(
-        title={"text": esc(title), "x": 0, "font": {"size": 16}},
-        xaxis_title=esc(x),
-        yaxis_title=esc(y),
-        font={"family": FONT, "size": 12},
-        height=height,
-        margin={"l": 60, "r": 20, "t": 60, "b": 50},
-        plot_bgcolor="white",
-        legend={"orientation": "h", "y": -0.2},
-    )
-    fig.update_xaxes(showgrid=False, linecolor="#999")
-    fig.update_yaxes(gridcolor="#eee", zeroline=True, zerolinecolor="#999")
-    return fig
-
-
-def _dropdown(
-    fig: go.Figure,
-    labels: list[str],
-    traces_per: int,
-    extra: int = 0,
-    shown: list[bool | str] | None = None,
-) -> None:
-    """A menu showing ``traces_per`` traces per label (plus ``extra`` always-visible ones);
-    ``shown`` gives each of a label's traces its visibility (default True, or "legendonly")."""
-    buttons = []
-    n = len(labels) * traces_per
-    shown = shown or [True] * traces_per
-    for i, label in enumerate(labels):
-        visible = [
-            shown[k % traces_per] if i * traces_per <= k < (i + 1) * traces_per else False
-            for k in range(n)
-        ] + [True] * extra
-        buttons.append({"label": esc(label), "method": "update", "args": [{"visible": visible}]})
-    fig.update_layout(
-        updatemenus=[{"buttons": buttons, "x": 1, "xanchor": "right", "y": 1.15, "yanchor": "top"}]
-    )
+from scrums_velocity.report.forecast_view import forecast_charts
+from scrums_velocity.report.plotting import (
+    CLOSED,
+    HEALTH_STYLE,
+    STATUS_COLOURS,
+    Chart,
+    dropdown,
+    esc,
+    layout,
+    regular_x,
+    rounded,
+    safe_json,
+)
 
 
 def _agents(by_agent: int | None, completed: int) -> str:
@@ -161,7 +61,7 @@ def completions_vs_baseline(data: ReportData) -> Chart:
         fig.add_trace(
             go.Scatter(
                 **wx,
-                y=_r(upper),
+                y=rounded(upper),
                 mode="lines",
                 line={"width": 0},
                 visible=show,
@@ -172,7 +72,7 @@ def completions_vs_baseline(data: ReportData) -> Chart:
         fig.add_trace(
             go.Scatter(
                 **wx,
-                y=_r(lower),
+                y=rounded(lower),
                 mode="lines",
                 line={"width": 0},
                 fill="tonexty",
@@ -185,7 +85,7 @@ def completions_vs_baseline(data: ReportData) -> Chart:
         fig.add_trace(
             go.Scatter(
                 **wx,
-                y=_r(mean),
+                y=rounded(mean),
                 mode="lines",
                 line={"color": "#0072B2", "dash": "dash"},
                 name="baseline mean",
@@ -208,9 +108,9 @@ def completions_vs_baseline(data: ReportData) -> Chart:
                 "%{customdata[1]}<br>click for the tasks<extra></extra>",
             )
         )
-    _dropdown(fig, [labels.get(lin, lin) for lin in lins], 4)
+    dropdown(fig, [labels.get(lin, lin) for lin in lins], 4)
     first = esc(labels.get(lins[0], lins[0])) if lins else ""
-    _layout(
+    layout(
         fig,
         f"Weekly completions against baseline: {first} (pick a LIN)",
         "Week (starting Monday)",
@@ -233,7 +133,7 @@ def ratio_heatmap(data: ReportData) -> Chart:
         (r["service_line_id"], r["week_start"]): r["velocity_ratio"]
         for r in data.weekly.iter_rows(named=True)
     }
-    z = [_r([lookup.get((lin, w)) for w in weeks]) for lin in lins]
+    z = [rounded([lookup.get((lin, w)) for w in weeks]) for lin in lins]
     text = [["" if v is None else f"{v:.2f}" for v in row] for row in z]
     fig = go.Figure(
         go.Heatmap(
@@ -251,7 +151,7 @@ def ratio_heatmap(data: ReportData) -> Chart:
             hovertemplate="%{y}, week of %{x|%d %b}: ratio %{z:.2f}<extra></extra>",
         )
     )
-    _layout(
+    layout(
         fig,
         "Velocity ratio (completed / baseline mean) by LIN and week",
         "Week (starting Monday)",
@@ -287,7 +187,7 @@ def cycle_lead_times(data: ReportData) -> Chart:
         ("lead_p50", "lead time p50", "#F0E442"),
         ("lead_p85", "lead time p85", "#E69F00"),
     ):
-        days = _r([None if v is None else v / 24 for v in order[col].to_list()])
+        days = rounded([None if v is None else v / 24 for v in order[col].to_list()])
         fig.add_trace(
             go.Bar(
                 x=x,
@@ -297,7 +197,7 @@ def cycle_lead_times(data: ReportData) -> Chart:
                 hovertemplate="%{x}: %{y:.1f} days<extra>" + name + "</extra>",
             )
         )
-    _layout(
+    layout(
         fig,
         "Cycle and lead time percentiles "
         f"(median of weekly values, last {data.baseline_weeks} weeks)",
@@ -345,8 +245,8 @@ def cumulative_flow(data: ReportData) -> Chart:
                 )
             )
     shown = [status not in CLOSED or "legendonly" for status in reversed(statuses)]
-    _dropdown(fig, [g[0] for g in groups], len(statuses), shown=shown)
-    _layout(
+    dropdown(fig, [g[0] for g in groups], len(statuses), shown=shown)
+    layout(
         fig,
         "Cumulative flow: open tasks by status at the end of each day",
         "Day",
@@ -373,7 +273,7 @@ def aging_wip(data: ReportData) -> Chart:
         fig.add_trace(
             go.Scatter(
                 x=[esc(data.labels.get(v, v)) for v in part["service_line_id"]],
-                y=_r((part["age_hours"] / 24).to_list(), 1),
+                y=rounded((part["age_hours"] / 24).to_list(), 1),
                 mode="markers",
                 name=name,
                 marker={"color": colour, "symbol": symbol, "size": 7, "opacity": 0.7},
@@ -384,7 +284,7 @@ def aging_wip(data: ReportData) -> Chart:
                 hovertemplate="%{customdata[0]} (%{customdata[1]}): %{y:.1f} days<extra></extra>",
             )
         )
-    _layout(
+    layout(
         fig,
         "Aging work in progress: days since started, per open task",
         "Service line",
@@ -407,7 +307,6 @@ def all_charts(data: ReportData) -> list[Chart]:
         cumulative_flow(data),
         aging_wip(data),
     ]
-    from scrums_velocity.report import forecast_charts
-
-    charts += forecast_charts.charts(data)
+    if data.signals is not None and data.forecast is not None:
+        charts += forecast_charts(data)
     return charts

@@ -17,8 +17,8 @@ from typing import Any
 
 import polars as pl
 
-from scrums_velocity.report.charts import pack, unpack
 from scrums_velocity.report.data import ReportData
+from scrums_velocity.report.plotting import pack, unpack
 
 DRILL_WEEKS = 4  # weeks whose task lists a click on a bar or heatmap cell can show
 OPEN_LIMIT = 10  # open tasks listed per service line, oldest first

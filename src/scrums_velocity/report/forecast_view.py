@@ -7,8 +7,16 @@ from typing import Any
 import plotly.graph_objects as go
 import polars as pl
 
-from scrums_velocity.report.charts import Chart, _dropdown, _layout, _r, esc, regular_x, safe_json
 from scrums_velocity.report.data import ReportData
+from scrums_velocity.report.plotting import (
+    Chart,
+    dropdown,
+    esc,
+    layout,
+    regular_x,
+    rounded,
+    safe_json,
+)
 
 
 def _date(value) -> str:
@@ -68,7 +76,7 @@ def xmr_chart(data: ReportData) -> Chart:
         fig.add_trace(
             go.Scatter(
                 **wx,
-                y=_r(rows["completed"].to_list()),
+                y=rounded(rows["completed"].to_list()),
                 mode="lines+markers",
                 name="completed",
                 line={"color": "#444"},
@@ -78,7 +86,7 @@ def xmr_chart(data: ReportData) -> Chart:
         fig.add_trace(
             go.Scatter(
                 **wx,
-                y=_r(rows["centre_line"].to_list()),
+                y=rounded(rows["centre_line"].to_list()),
                 mode="lines",
                 name="centre line",
                 line={"color": "#0072B2"},
@@ -88,7 +96,7 @@ def xmr_chart(data: ReportData) -> Chart:
         fig.add_trace(
             go.Scatter(
                 **wx,
-                y=_r(rows["upper_limit"].to_list()),
+                y=rounded(rows["upper_limit"].to_list()),
                 mode="lines",
                 name="upper limit",
                 line={"color": "#999", "dash": "dot"},
@@ -98,7 +106,7 @@ def xmr_chart(data: ReportData) -> Chart:
         fig.add_trace(
             go.Scatter(
                 **wx,
-                y=_r(rows["lower_limit"].to_list()),
+                y=rounded(rows["lower_limit"].to_list()),
                 mode="lines",
                 name="lower limit",
                 line={"color": "#D55E00", "dash": "dot"},
@@ -118,9 +126,9 @@ def xmr_chart(data: ReportData) -> Chart:
                 hovertemplate="%{x|%d %b}: %{customdata}<extra></extra>",
             )
         )
-    _dropdown(fig, [data.labels.get(lin, lin) for lin in lins], per)
+    dropdown(fig, [data.labels.get(lin, lin) for lin in lins], per)
     first = esc(data.labels.get(lins[0], lins[0])) if lins else ""
-    _layout(
+    layout(
         fig,
         f"Process behaviour (XmR) of weekly completions: {first} (pick a LIN)",
         "Week (starting Monday)",

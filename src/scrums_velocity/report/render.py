@@ -35,9 +35,10 @@ from scrums_velocity.lock import data_dir_lock
 from scrums_velocity.models.query import warehouse_path
 from scrums_velocity.models.runner import WAREHOUSE
 from scrums_velocity.observe import event
-from scrums_velocity.report.charts import HEALTH_STYLE, all_charts
+from scrums_velocity.report.charts import all_charts
 from scrums_velocity.report.data import SPARK_WEEKS, ReportData, load_report_data
 from scrums_velocity.report.drill import drill_json, open_work
+from scrums_velocity.report.plotting import HEALTH_STYLE
 
 # plotly.js's cartesian partial bundle (MIT; see vendor/README.md): every trace type the report
 # draws (scatter, bar, heatmap) at a third of the full bundle's size.
