@@ -123,12 +123,19 @@ def test_unreachable_api(ds, tmp_path):
         (["--api-url", "https://api.example.com"], "t", "Error: no workspace to extract"),
         (["-w", "WS-26-000021"], "t", "Error: no API URL: pass --api-url or set SCRUMS_API_URL"),
         (["--api-url", "ftp://x", "-w", "W"], "t", "Error: API URL must be http(s)://host[:port]"),
+        (
+            ["--api-url", "https://u:svt_secret_in_url@api.example.com", "-w", "WS-26-000021"],
+            "t",
+            "Error: the API URL must not carry credentials (user:password@): put the token in",
+        ),
     ],
 )
 def test_bad_arguments(tmp_path, args, token, message):
     r = velocity("extract", *args, "--data-dir", "d", token=token, cwd=tmp_path)
     assert r.returncode == 2
     assert one_line_error(r).startswith(message)
+    assert "svt_secret_in_url" not in r.stdout + r.stderr  # a URL's credentials are never echoed
+    assert not (tmp_path / "d").exists()  # refused before anything was written
 
 
 def test_allow_http_lets_plain_http_through_to_the_network_error(tmp_path):

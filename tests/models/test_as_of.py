@@ -119,6 +119,13 @@ def test_open_work_and_states_at_the_instant(builds):
     ]
 
 
+def test_a_time_before_the_first_task_is_refused(tmp_path):
+    data_dir = scenario().write(tmp_path)
+    with pytest.raises(ConfigError, match=r"is before the lake's first task \(2026-01-05T09:00"):
+        build(BuildSettings(data_dir=data_dir, as_of=ts("1900-01-01 00:00")))
+    assert not (data_dir / "warehouse.duckdb").exists()
+
+
 def test_a_time_after_the_latest_extraction_is_refused(tmp_path):
     data_dir = scenario().write(tmp_path)
     with pytest.raises(ConfigError, match=r"is after the lake's latest extraction \(2026-02-18"):

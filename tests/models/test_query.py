@@ -141,3 +141,12 @@ def test_the_sandbox_still_holds_after_a_refused_unlock(data_dir):
         "('enable_external_access', 'lock_configuration') order by name",
     )
     assert rows == [("false",), ("true",)]
+
+
+def test_a_query_never_spills_to_disk(data_dir):
+    """A query larger than memory fails; it writes no temporary files beside the warehouse."""
+    _, rows = run_query(data_dir, "select current_setting('max_temp_directory_size')")
+    assert rows == [("0 bytes",)]
+    with pytest.raises(ConfigError, match="query failed"):
+        run_query(data_dir, "SET max_temp_directory_size = '10GB'")
+    assert not (data_dir / "warehouse.duckdb.tmp").exists()

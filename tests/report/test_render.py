@@ -15,7 +15,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from scrums_velocity.errors import ReportError
+from scrums_velocity.errors import ConfigError
 from scrums_velocity.report.plotting import unpack
 from scrums_velocity.report.render import _write_dir, write_report
 from tests.report.conftest import IMG_TITLE, SCRIPT_TITLE
@@ -167,9 +167,10 @@ def test_an_earlier_week_and_bad_weeks(built, report):
     assert result.directory.name == earlier.isoformat()
     index = (result.directory / "index.html").read_text()
     assert "This week so far" not in index  # week-to-date only for the latest week
-    with pytest.raises(ReportError, match="is not a Monday"):
+    # a bad --week is a bad argument (exit 2), not a failed report
+    with pytest.raises(ConfigError, match="is not a Monday"):
         write_report(built.data_dir, built.config(), report.week + timedelta(days=1))
-    with pytest.raises(ReportError, match="is not a complete week"):
+    with pytest.raises(ConfigError, match="is not a complete week"):
         write_report(built.data_dir, built.config(), report.week + timedelta(weeks=1))
 
 

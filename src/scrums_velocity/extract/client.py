@@ -76,6 +76,12 @@ class ClientSettings:
 
 def check_url(url: str, allow_http: bool) -> None:
     parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        # never echo it: the part before the @ is a credential
+        raise ConfigError(
+            "the API URL must not carry credentials (user:password@): "
+            "put the token in SCRUMS_API_TOKEN"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"API URL must be http(s)://host[:port]; got {url!r}")
     if parts.scheme == "http" and not allow_http and not is_loopback(parts.hostname):

@@ -95,20 +95,29 @@ _DEDUPE = {
 }
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """The error's first line, credentials redacted, cut at ``limit`` characters (the storage
+    libraries' errors can carry kilobytes of debug output)."""
     text = str(exc).strip()
-    return redact(text.splitlines()[0] if text else type(exc).__name__)
+    line = redact(text.splitlines()[0] if text else type(exc).__name__)
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 @contextlib.contextmanager
-def storage_errors(what: str) -> Iterator[None]:
+def storage_errors(what: str, fix: str = "") -> Iterator[None]:
     """Turn the storage libraries' errors into one-line ``LakeError``s, credentials redacted."""
     from deltalake.exceptions import DeltaError
 
     try:
         yield
     except (DeltaError, OSError, pa.ArrowException) as exc:
-        raise LakeError(f"{what}: {_first_line(exc)}") from None
+        raise LakeError(f"{what}: {_first_line(exc)}{'; ' + fix if fix else ''}") from None
+
+
+_LOG_FIX = (
+    "the table's _delta_log is damaged: restore it from a backup, or move the lake away and "
+    "run 'velocity extract --full' to rebuild it from the API"
+)
 
 
 class Lake:
@@ -262,7 +271,9 @@ class Lake:
 
         found: list[Damage] = []
         for dataset in DATASETS:
-            with storage_errors(f"cannot read the log of {dataset} of snapshot {snapshot.run_id}"):
+            with storage_errors(
+                f"cannot read the log of {dataset} of snapshot {snapshot.run_id}", _LOG_FIX
+            ):
                 table = self._table(dataset, snapshot.versions[dataset])
                 actions = pa.table(table.get_add_actions(flatten=True))
             fs = self.location.arrow_filesystem(dataset)

@@ -30,6 +30,9 @@ SANDBOX: dict[str, Any] = {
     "allow_community_extensions": False,
     "allow_unsigned_extensions": False,
     "memory_limit": "4GB",
+    # No spilling: a query larger than memory fails instead of writing gigabytes of temporary
+    # files beside the warehouse (and leaving them there if it is killed).
+    "max_temp_directory_size": "0KiB",
     "threads": 2,
     "lock_configuration": True,
 }

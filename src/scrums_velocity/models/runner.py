@@ -152,10 +152,16 @@ def load_schema_docs(models_dir: Path = MODELS_DIR) -> dict[str, dict[str, Any]]
     return docs
 
 
-def _lake_as_of(lake: Lake, snapshot: Snapshot) -> datetime | None:
-    """The snapshot's latest extraction: when its newest task row was fetched (None if empty)."""
+def _lake_span(lake: Lake, snapshot: Snapshot) -> tuple[datetime | None, datetime | None]:
+    """The snapshot's first task creation and latest extraction (None, None when empty)."""
     with storage_errors(f"cannot read the tasks of snapshot {snapshot.run_id}"):
-        return lake.scan("tasks", snapshot).select(pl.col("extracted_at").max()).collect().item()
+        row = (
+            lake.scan("tasks", snapshot)
+            .select(pl.col("created_at").min(), pl.col("extracted_at").max())
+            .collect()
+            .row(0)
+        )
+    return row[0], row[1]
 
 
 def resolve_as_of(lake: Lake, snapshot: Snapshot, as_of: datetime | None) -> datetime:
@@ -163,9 +169,14 @@ def resolve_as_of(lake: Lake, snapshot: Snapshot, as_of: datetime | None) -> dat
 
     A time after the latest extraction is refused: the lake cannot know what happened then.
     """
-    latest = _lake_as_of(lake, snapshot)
+    first, latest = _lake_span(lake, snapshot)
     if as_of is None:
         return latest or datetime.now(UTC)
+    if first is not None and as_of < first:
+        raise ConfigError(
+            f"--as-of {as_of.isoformat(timespec='seconds')} is before the lake's first task "
+            f"({first.isoformat(timespec='seconds')}): there is nothing to count then"
+        )
     if latest is not None and as_of > latest:
         raise ConfigError(
             f"--as-of {as_of.isoformat(timespec='seconds')} is after the lake's latest "

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from scrums_velocity.errors import BuildError, ReportError
+from scrums_velocity.errors import BuildError, ConfigError, ReportError
 from scrums_velocity.models.query import warehouse_path
 
 HEALTH_ORDER = {"at_risk": 0, "watch": 1, "insufficient_history": 2, "healthy": 3}
@@ -169,9 +169,9 @@ def _assemble(marts: dict, week: date | None) -> ReportData:
     if week is None:
         week = latest_week
     elif week.weekday() != 0:
-        raise ReportError(f"--week {week} is not a Monday (weeks start on Monday)")
+        raise ConfigError(f"--week {week} is not a Monday (weeks start on Monday)")
     elif week not in set(complete["week_start"].to_list()):
-        raise ReportError(
+        raise ConfigError(
             f"--week {week} is not a complete week in the warehouse "
             f"(complete weeks: {complete['week_start'].min()} to {latest_week})"
         )
