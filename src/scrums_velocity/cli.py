@@ -69,17 +69,9 @@ def main(
 
 
 def _parse_time(value: str | None, flag: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(
-            f"{flag} must be an ISO timestamp like 2026-11-23T09:00:00Z; got {value!r}"
-        ) from None
-    if parsed.tzinfo is None:
-        raise ConfigError(f"{flag} needs a time zone (append Z for UTC); got {value!r}")
-    return parsed
+    from scrums_velocity.times import parse_instant
+
+    return None if value is None else parse_instant(value, flag)
 
 
 def _overlay(base, /, **flags):

@@ -39,6 +39,7 @@ from scrums_velocity.lake.location import LakeLocation, redact
 from scrums_velocity.lake.schemas import DATASETS, PARTITIONED, SCHEMAS, RunRecord
 from scrums_velocity.lake.staging import staged as _staged
 from scrums_velocity.observe import event
+from scrums_velocity.times import parse_instant
 
 
 @dataclass(frozen=True)
@@ -179,14 +180,11 @@ class Lake:
             for snap in snaps:
                 if snap.run_id == ref:
                     return snap
-            try:
-                ref = datetime.fromisoformat(ref.replace("Z", "+00:00"))
-            except ValueError:
+            if not ref[:4].isdigit() or "-" not in ref[:5]:  # not a date: an unknown run id
                 raise ConfigError(
                     f"the lake has no snapshot of run {ref!r}: see 'velocity lake history'"
-                ) from None
-            if ref.tzinfo is None:
-                raise ConfigError("--snapshot needs a time zone (append Z for UTC)")
+                )
+            ref = parse_instant(ref, "--snapshot")
         if isinstance(ref, datetime):
             earlier = [s for s in snaps if s.committed_at <= ref]
             if not earlier:
