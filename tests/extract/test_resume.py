@@ -112,6 +112,10 @@ def test_killed_at_several_points_then_rerun_gives_the_lake_of_a_clean_run(ds, t
     assert saved == sorted(saved)
     assert rerun_details == ds.tasks.height - saved[-1]
     assert_same_lake(reference, killed)
+    # the manifest counts what the resumed run added, its checkpoints' rows included
+    (run,) = read_lake(killed, "runs").iter_rows(named=True)
+    assert run["history_rows_added"] == read_lake(killed, "task_history").height
+    assert run["versions_added"] == ds.tasks.height
 
 
 def test_a_failed_run_keeps_its_checkpoints_and_the_next_one_resumes(ds, tmp_path):

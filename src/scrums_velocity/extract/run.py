@@ -395,6 +395,10 @@ class _Run:
                 event("extract.history_mismatch", tasks=r.history_mismatches)
             return checked
 
+        if outcome == "succeeded" and r.resumed_from:
+            # what the resumed run's checkpoints held counts as added by this run, once
+            r.history_rows_added = checkpoints.unique_rows(self.staging, "task_history")
+            r.versions_added = checkpoints.unique_rows(self.staging, "task_versions")
         rebuild = outcome == "succeeded" and bool(self.damaged)
         if rebuild:
             self.lake.quarantine(self.lease, self.damaged, self.run_id)

@@ -102,6 +102,12 @@ SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
 }
+# The rows that say the same thing twice when a resumed run refetched a checkpointed task.
+_DEDUPE = {
+    "task_versions": ["id", "updated_at"],
+    "task_history": ["task_id", "at", "change", "from_value", "to_value", "by"],
+    "rejects": ["stage", "task_id", "reason", "payload"],
+}
 DATASETS = ("tasks", "task_versions", "task_history", "rejects", "runs")
 PARTITIONED = ("tasks", "task_versions", "task_history", "rejects")
 

@@ -32,7 +32,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from scrums_velocity import __version__
-from scrums_velocity.lake.schemas import PARTITIONED, SCHEMAS
+from scrums_velocity.lake.schemas import _DEDUPE, PARTITIONED, SCHEMAS
 from scrums_velocity.observe import event
 
 STAGING = ".staging"
@@ -141,6 +141,15 @@ def staged(staging: Path, dataset: str) -> pads.Dataset | None:
     if not files:
         return None
     return pads.dataset([str(f) for f in files], schema=SCHEMAS[dataset], format="parquet")
+
+
+def unique_rows(staging: Path, dataset: str) -> int:
+    """How many distinct rows of ``dataset`` the checkpoints hold (what a resumed run adds)."""
+    ds = staged(staging, dataset)
+    if ds is None:
+        return 0
+    frame = pl.from_arrow(ds.to_table(columns=_DEDUPE[dataset]))
+    return frame.unique().height  # type: ignore[union-attr]
 
 
 def saved_details(staging: Path) -> dict[str, Any]:

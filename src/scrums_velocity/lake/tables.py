@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from scrums_velocity.errors import ConfigError, LakeError
 from scrums_velocity.lake.lease import WriterLease
 from scrums_velocity.lake.location import LakeLocation, redact
-from scrums_velocity.lake.schemas import DATASETS, PARTITIONED, SCHEMAS, RunRecord
+from scrums_velocity.lake.schemas import _DEDUPE, DATASETS, PARTITIONED, SCHEMAS, RunRecord
 from scrums_velocity.lake.staging import staged as _staged
 from scrums_velocity.observe import event
 from scrums_velocity.times import parse_instant
@@ -86,14 +86,6 @@ class Refresh:
 def new_run_id(now: datetime) -> str:
     """A run's id: its start time (sorts by time) and 6 random hex digits."""
     return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
-
-
-# The rows that say the same thing twice when a resumed run refetched a checkpointed task.
-_DEDUPE = {
-    "task_versions": ["id", "updated_at"],
-    "task_history": ["task_id", "at", "change", "from_value", "to_value", "by"],
-    "rejects": ["stage", "task_id", "reason", "payload"],
-}
 
 
 def _first_line(exc: BaseException, limit: int = 300) -> str:
