@@ -24,6 +24,7 @@ lint: .venv/.synced
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/python -m scrums_velocity.docgen --check
+	.venv/bin/mypy src/scrums_velocity
 
 docs: .venv/.synced
 	.venv/bin/python -m scrums_velocity.docgen

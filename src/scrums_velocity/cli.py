@@ -430,6 +430,8 @@ def demo_cmd(
         if stage in n.messages:
             typer.echo(f"  {stage}: {n.messages[stage]}")
     typer.echo("")
+    if n.report_dir is None:  # pragma: no cover - the demo's nightly raised before this
+        raise ConfigError("the demo wrote no report")
     typer.echo(f"report:    {n.report_dir / 'index.html'}   (open it in a browser)")
     typer.echo(f"email:     {n.report_dir / 'email.html'} and {n.report_dir / 'outbox'}/*.eml")
     typer.echo(

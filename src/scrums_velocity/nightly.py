@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -127,7 +128,8 @@ def run_nightly(
                 event(f"nightly.{stage}", outcome="failed", error=str(exc))
         result.duration_s = time.monotonic() - t0
         _record(config, result, started)
-    event("nightly.done", **result.stages, seconds=round(result.duration_s, 1))
+    stages: dict[str, Any] = dict(result.stages)
+    event("nightly.done", seconds=round(result.duration_s, 1), **stages)
     if result.error is not None:
         err = result.error
         raise type(err)(f"nightly failed at {result.failed_stage}: {err}")

@@ -121,6 +121,8 @@ def mock_api_process(*args: str) -> Iterator[dict[str, str]]:
 
     cmd = [sys.executable, "-m", "scrums_velocity", "mock-api", "--port", "0", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # noqa: S603 - our own interpreter
+    assert proc.stdout is not None
+    assert proc.stderr is not None
     try:
         info: dict[str, str] = {}
         for _ in range(4):

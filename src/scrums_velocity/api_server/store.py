@@ -158,7 +158,7 @@ class TaskStore:
         ).iter_rows():
             hist[seq].append((at, f, t, by))
         for row in ds.tasks.select(Task.__slots__[:-1]).iter_rows():
-            task = Task(*row, history=hist.pop(row[0], []))
+            task = Task(*row, history=hist.pop(row[0], []))  # type: ignore[misc]
             self._append(task)
             year = int(task.id[4:6])
             self._year_seq[year] = max(self._year_seq[year], int(task.id[7:]))

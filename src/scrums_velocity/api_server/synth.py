@@ -282,8 +282,8 @@ def generate(
     # Workspaces: the first hosts unlinked tasks (its setting is off); integrations cycle.
     ws_list: list[Workspace] = []
     for w in range(n_ws):
-        src = SOURCES[w % 3]
-        integrations = [Integration(src, True, _WS_KEYS[w].lower() + "digital")]
+        source = SOURCES[w % 3]
+        integrations = [Integration(source, True, _WS_KEYS[w].lower() + "digital")]
         if w % 3 == 1:
             integrations.append(Integration("jira", False, _WS_KEYS[w].lower()))
         if w == 3:  # a fourth workspace has no active integration at all

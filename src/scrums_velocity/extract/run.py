@@ -452,6 +452,7 @@ async def extract_async(
         head = lake.prepare(lease)
         damaged = lake.damage(head) if head is not None else []
         if damaged:
+            assert head is not None
             if options.service_lines or options.projects:
                 raise LakeDamaged(
                     head,

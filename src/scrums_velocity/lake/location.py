@@ -90,8 +90,12 @@ class LakeLocation:
             Path(self.url).mkdir(parents=True, exist_ok=True)
             return LocalStore(self.url)
         parts = urlsplit(self.url)
-        client = {"allow_http": True} if self.options.get("AWS_ALLOW_HTTP") else {}
-        return S3Store(parts.netloc, prefix=parts.path.strip("/") or None, client_options=client)
+        allow_http = bool(self.options.get("AWS_ALLOW_HTTP"))
+        return S3Store(
+            parts.netloc,
+            prefix=parts.path.strip("/") or None,
+            client_options={"allow_http": allow_http},
+        )
 
 
 def resolve_location(

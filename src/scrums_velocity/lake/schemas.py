@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 
 TS = pa.timestamp("us", tz="UTC")
@@ -159,3 +160,10 @@ assert SCHEMAS["runs"].names == [f.name for f in dataclasses.fields(RunRecord)] 
     "committed_at",
     "lake_versions",
 ]
+
+
+def frame(table: Any) -> pl.DataFrame:
+    """An Arrow table as a polars frame (``pl.from_arrow`` typed for tables)."""
+    out = pl.from_arrow(table)
+    assert isinstance(out, pl.DataFrame)
+    return out

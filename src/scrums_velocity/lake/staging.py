@@ -26,13 +26,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from scrums_velocity import __version__
-from scrums_velocity.lake.schemas import _DEDUPE, PARTITIONED, SCHEMAS
+from scrums_velocity.lake.schemas import _DEDUPE, PARTITIONED, SCHEMAS, frame
 from scrums_velocity.observe import event
 
 STAGING = ".staging"
@@ -148,8 +147,7 @@ def unique_rows(staging: Path, dataset: str) -> int:
     ds = staged(staging, dataset)
     if ds is None:
         return 0
-    frame = pl.from_arrow(ds.to_table(columns=_DEDUPE[dataset]))
-    return frame.unique().height  # type: ignore[union-attr]
+    return frame(ds.to_table(columns=_DEDUPE[dataset])).unique().height
 
 
 def saved_details(staging: Path) -> dict[str, Any]:
@@ -157,8 +155,8 @@ def saved_details(staging: Path) -> dict[str, Any]:
     ds = staged(staging, "tasks")
     if ds is None:
         return {}
-    frame = pl.from_arrow(ds.to_table(columns=["id", "updated_at", "extracted_at"]))
-    latest = frame.sort("extracted_at").unique("id", keep="last")  # type: ignore[union-attr]
+    rows = frame(ds.to_table(columns=["id", "updated_at", "extracted_at"]))
+    latest = rows.sort("extracted_at").unique("id", keep="last")
     return dict(zip(latest["id"].to_list(), latest["updated_at"].to_list(), strict=True))
 
 

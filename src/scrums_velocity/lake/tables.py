@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from scrums_velocity.errors import ConfigError, LakeError
 from scrums_velocity.lake.lease import WriterLease
 from scrums_velocity.lake.location import LakeLocation, redact
-from scrums_velocity.lake.schemas import _DEDUPE, DATASETS, PARTITIONED, SCHEMAS, RunRecord
+from scrums_velocity.lake.schemas import _DEDUPE, DATASETS, PARTITIONED, SCHEMAS, RunRecord, frame
 from scrums_velocity.lake.staging import staged as _staged
 from scrums_velocity.observe import event
 from scrums_velocity.times import parse_instant
@@ -210,16 +210,16 @@ class Lake:
     def read(self, dataset: str, snapshot: Snapshot | None = None) -> pl.DataFrame:
         snap = snapshot or self.snapshot()
         with storage_errors(f"cannot read {dataset} of snapshot {snap.run_id}"):
-            return pl.from_arrow(self.dataset(dataset, snap).to_table())  # type: ignore[return-value]
+            return frame(self.dataset(dataset, snap).to_table())
 
     def load_state(self, snapshot: Snapshot | None) -> pl.DataFrame:
         """Ids and timestamps of every task: all an incremental run needs to hold."""
         cols = ["id", "workspace_id", "updated_at", "history_count", "history_digest"]
         if snapshot is None:
-            return pl.from_arrow(SCHEMAS["tasks"].empty_table().select(cols))  # type: ignore[return-value]
+            return frame(SCHEMAS["tasks"].empty_table().select(cols))
         with storage_errors(f"cannot read the tasks of snapshot {snapshot.run_id}"):
             table = self.dataset("tasks", snapshot).to_table(columns=cols)
-        return pl.from_arrow(table)  # type: ignore[return-value]
+        return frame(table)
 
     def history_of(self, task_id: str, snapshot: Snapshot | None) -> pl.DataFrame:
         if snapshot is None:
@@ -227,7 +227,7 @@ class Lake:
         ds = self.dataset("task_history", snapshot)
         with storage_errors(f"cannot read the history of snapshot {snapshot.run_id}"):
             table = ds.to_table(filter=pads.field("task_id") == task_id)
-        return pl.from_arrow(table)  # type: ignore[return-value]
+        return frame(table)
 
     def verify_history(self, snapshot: Snapshot, workspaces: list[str]) -> dict[str, int]:
         """Every task's history rows against the history count the API returned.
@@ -409,8 +409,8 @@ class Lake:
         base = Snapshot(head.run_id, head.committed_at, dict(lease.base)) if head else None
         versions = dict(lease.base)
         with storage_errors(f"cannot commit run {run_id} to the lake at {self.location}"):
-            for dataset, data in (tables or {}).items():
-                versions[dataset] = self._write(dataset, data, mode="overwrite")
+            for dataset, whole in (tables or {}).items():
+                versions[dataset] = self._write(dataset, whole, mode="overwrite")
             if staging is not None:
                 for dataset in ("task_versions", "rejects"):
                     staged = _staged(staging, dataset)
@@ -422,10 +422,10 @@ class Lake:
                     if rebuild and dataset == "task_versions" and base is not None:
                         # every task was refetched: add only the states the lake lacks
                         key = ["id", "updated_at"]
-                        old = pl.from_arrow(self.dataset(dataset, base).to_table(columns=key))
+                        old = frame(self.dataset(dataset, base).to_table(columns=key))
                         data = (
-                            pl.from_arrow(_unique(staged, dataset))
-                            .join(old, on=key, how="anti")  # type: ignore[arg-type]
+                            frame(_unique(staged, dataset))
+                            .join(old, on=key, how="anti")
                             .to_arrow()
                             .cast(SCHEMAS[dataset])
                         )
@@ -466,20 +466,20 @@ class Lake:
             data = _unique(staged, "task_history") if resumed else staged.scanner().to_reader()
             return self._write("task_history", data, mode="append")
         new = (
-            pl.from_arrow(_unique(staged, "task_history"))
+            frame(_unique(staged, "task_history"))
             if staged is not None
-            else pl.from_arrow(SCHEMAS["task_history"].empty_table())
+            else frame(SCHEMAS["task_history"].empty_table())
         )
         fetched = _staged(staging, "tasks")
         ids = (
-            pl.from_arrow(fetched.to_table(columns=["id"]))["id"]  # type: ignore[index]
+            frame(fetched.to_table(columns=["id"]))["id"]
             if fetched is not None
             else pl.Series("id", [], dtype=pl.String)
         )
         frames = [new]
         if base is not None:  # the history of tasks not fetched again (gone from the API)
-            old = pl.from_arrow(self.dataset("task_history", base).to_table())
-            frames.append(old.filter(~pl.col("task_id").is_in(ids.implode())))  # type: ignore[union-attr]
+            old = frame(self.dataset("task_history", base).to_table())
+            frames.append(old.filter(~pl.col("task_id").is_in(ids.implode())))
         table = pl.concat(frames, how="vertical_relaxed").to_arrow().cast(SCHEMAS["task_history"])
         return self._write("task_history", table, mode="overwrite")
 
@@ -496,8 +496,8 @@ class Lake:
         new_all = None
         if staged is not None:  # a task refetched after a resume: its latest row
             new_all = (
-                pl.from_arrow(staged.to_table())
-                .sort("extracted_at")  # type: ignore[union-attr]
+                frame(staged.to_table())
+                .sort("extracted_at")
                 .unique("id", keep="last", maintain_order=True)
             )
         for refresh in refreshes:
@@ -505,13 +505,13 @@ class Lake:
             frames: list[pl.DataFrame] = []
             new_ids = pl.Series("id", [], dtype=pl.String)
             if new_all is not None:
-                new = new_all.filter(pl.col("workspace_id") == ws)  # type: ignore[union-attr]
+                new = new_all.filter(pl.col("workspace_id") == ws)
                 new_ids = new["id"]
                 frames.append(new)
             if head is not None:
-                old = pl.from_arrow(
+                old = frame(
                     self.dataset("tasks", head).to_table(filter=pads.field("workspace_id") == ws)
-                ).filter(~pl.col("id").is_in(new_ids.implode()))  # type: ignore[union-attr]
+                ).filter(~pl.col("id").is_in(new_ids.implode()))
                 if refresh.complete:
                     seen = pl.Series("id", sorted(refresh.seen_ids), dtype=pl.String)
                     old = old.with_columns(
@@ -571,8 +571,7 @@ class Lake:
 
 
 def _unique(staged: pads.Dataset, dataset: str) -> pa.Table:
-    frame = pl.from_arrow(staged.to_table())
-    unique = frame.unique(_DEDUPE[dataset], keep="first", maintain_order=True)  # type: ignore[union-attr]
+    unique = frame(staged.to_table()).unique(_DEDUPE[dataset], keep="first", maintain_order=True)
     return unique.to_arrow().cast(SCHEMAS[dataset])
 
 

@@ -100,9 +100,11 @@ def forecast_line(
     for p in PERCENTILES:
         key = f"p{round(p * 100)}"
         value = None if days is None else percentile_days(days, p)
-        finite = value is not None and np.isfinite(value)
-        row[f"{key}_days"] = int(value) if finite else None
-        row[f"{key}_date"] = start + timedelta(days=int(value)) if finite else None
+        finite = value is not None and bool(np.isfinite(value))
+        row[f"{key}_days"] = int(value) if value is not None and finite else None
+        row[f"{key}_date"] = (
+            start + timedelta(days=int(value)) if value is not None and finite else None
+        )
     if days is None:
         row["note"] = NO_THROUGHPUT
     elif not np.isfinite(days).all() and row["p95_days"] is None:

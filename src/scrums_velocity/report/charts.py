@@ -244,7 +244,9 @@ def cumulative_flow(data: ReportData) -> Chart:
                     + "<extra></extra>",
                 )
             )
-    shown = [status not in CLOSED or "legendonly" for status in reversed(statuses)]
+    shown: list[bool | str] = [
+        status not in CLOSED or "legendonly" for status in reversed(statuses)
+    ]
     dropdown(fig, [g[0] for g in groups], len(statuses), shown=shown)
     layout(
         fig,

@@ -68,10 +68,13 @@ class ReportData:
     def for_lins(self, lins: set[str]) -> ReportData:
         """The same report restricted to some service lines (a lead's)."""
 
-        def keep(df: pl.DataFrame | None) -> pl.DataFrame | None:
-            if df is None or "service_line_id" not in df.columns:
+        def keep(df: pl.DataFrame) -> pl.DataFrame:
+            if "service_line_id" not in df.columns:
                 return df
             return df.filter(pl.col("service_line_id").is_in(sorted(lins)))
+
+        def keep_optional(df: pl.DataFrame | None) -> pl.DataFrame | None:
+            return None if df is None else keep(df)
 
         return ReportData(
             week=self.week,
@@ -86,10 +89,10 @@ class ReportData:
             aging=keep(self.aging),
             data_quality=keep(self.data_quality).filter(pl.col("service_line_id").is_not_null()),
             duplicates=keep(self.duplicates),
-            forecast=keep(self.forecast),
-            signals=keep(self.signals),
-            calibration=keep(self.calibration),
-            week_tasks=keep(self.week_tasks),
+            forecast=keep_optional(self.forecast),
+            signals=keep_optional(self.signals),
+            calibration=keep_optional(self.calibration),
+            week_tasks=keep_optional(self.week_tasks),
         )
 
 

@@ -194,12 +194,14 @@ def _send_all(
                 result.failed[lead.email] = f"refused: {code} {reason.decode(errors='replace')}"
             except smtplib.SMTPResponseException as exc:
                 result.failed[lead.email] = f"SMTP {exc.smtp_code} {_text(exc.smtp_error)}"
-                client = _reset(client)
+                _reset(client)
+                client = None
             except (smtplib.SMTPException, OSError) as exc:
                 result.failed[lead.email] = (
                     f"cannot send via {config.smtp.host}:{config.smtp.port}: {_short(exc)}"  # type: ignore[union-attr]
                 )
-                client = _reset(client)
+                _reset(client)
+                client = None
             except HEADER_ERRORS as exc:  # the message cannot be put on the wire
                 result.failed[lead.email] = f"cannot send the message: {_short(exc)}"
     finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import plotly.graph_objects as go
 import polars as pl
@@ -47,7 +47,7 @@ def forecast_rows(data: ReportData) -> tuple[list[dict[str, Any]], str, int]:
                 "signals": signals.get(f["service_line_id"]) or "",
             }
         )
-    trials = int(data.forecast["trials"].max() or 0)
+    trials = int(cast(int, data.forecast["trials"].max() or 0))
     return rows, calibration_text(data), trials
 
 
@@ -56,8 +56,8 @@ def calibration_text(data: ReportData) -> str:
     if bt is None or bt.is_empty():
         return "Not enough history yet to check how often these forecasts come true."
     n = bt.height
-    met85 = bt["hit_p85"].mean()
-    met50 = bt["hit_p50"].mean()
+    met85 = float(cast(float, bt["hit_p85"].mean()))
+    met50 = float(cast(float, bt["hit_p50"].mean()))
     return (
         f"How often such forecasts came true here: replaying {n} past forecasts, the 85% date was "
         f"met {met85:.0%} of the time and the 50% date {met50:.0%}."
@@ -65,6 +65,7 @@ def calibration_text(data: ReportData) -> str:
 
 
 def xmr_chart(data: ReportData) -> Chart:
+    assert data.signals is not None  # forecast_charts draws it only when the mart is there
     fig = go.Figure()
     lins = data.table["service_line_id"].to_list()
     per = 5
