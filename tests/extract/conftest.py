@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -28,6 +30,18 @@ def run_extract(
     )
     transport = InProcessTransport(app) if app is not None else None
     return extract(settings or settings_for(ds), opts, transport=transport)
+
+
+def extract_args(ds: Dataset, data_dir: Path, *extra: str) -> list[str]:
+    """``velocity extract`` of every workspace of ``ds`` into ``data_dir``, as a child process."""
+    workspaces = [a for w in ds.workspaces for a in ("-w", w.id)]
+    cmd = ["extract", "--data-dir", str(data_dir), *extra, *workspaces]
+    return [sys.executable, "-m", "scrums_velocity", *cmd]
+
+
+def api_env(ds: Dataset, server) -> dict[str, str]:
+    """The environment a child ``velocity`` needs to reach ``server`` as ``ds``'s admin."""
+    return {**os.environ, "SCRUMS_API_URL": server.base_url, "SCRUMS_API_TOKEN": ds.admin_token}
 
 
 def read_lake(data_dir: Path, dataset: str, lake: str | None = None) -> pl.DataFrame:

@@ -3,11 +3,9 @@ completes the work and the result equals an uninterrupted run."""
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
 import polars as pl
@@ -17,7 +15,14 @@ from scrums_velocity.api_server import create_app, generate
 from scrums_velocity.lake import Lake, open_lake
 from scrums_velocity.lake.staging import STAGING
 from tests.conftest import NOW, live_server
-from tests.extract.conftest import assert_same_lake, check_consistent, read_lake, run_extract
+from tests.extract.conftest import (
+    api_env,
+    assert_same_lake,
+    check_consistent,
+    extract_args,
+    read_lake,
+    run_extract,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,18 +34,10 @@ def test_sigkill_at_random_points_then_rerun_gives_the_same_lake(ds, tmp_path):
     reference = tmp_path / "reference"
     run_extract(ds, create_app(ds), reference)
     killed = tmp_path / "killed"
-    args = [
-        sys.executable,
-        "-m",
-        "scrums_velocity",
-        "extract",
-        "--data-dir",
-        str(killed),
-        *[a for w in ds.workspaces for a in ("-w", w.id)],
-    ]
+    args = extract_args(ds, killed)
     rng = random.Random(7)
     with live_server(ds) as server:
-        env = {**os.environ, "SCRUMS_API_URL": server.base_url, "SCRUMS_API_TOKEN": ds.admin_token}
+        env = api_env(ds, server)
         t0 = time.monotonic()
         # how long one uninterrupted run takes here, to spread the kills over it
         probe = tmp_path / "probe"

@@ -4,10 +4,8 @@ refetches only what was not saved (plus what changed), and the lake equals a cle
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,8 +17,10 @@ from scrums_velocity.lake import open_lake
 from scrums_velocity.lake.staging import STAGING, saved_details
 from tests.conftest import NOW, live_server
 from tests.extract.conftest import (
+    api_env,
     assert_same_lake,
     comparable,
+    extract_args,
     read_lake,
     run_extract,
     settings_for,
@@ -61,9 +61,8 @@ def kill_after_checkpoints(args, env, data_dir: Path, checkpoints: int) -> int:
 def test_sigkill_then_rerun_refetches_only_what_was_not_checkpointed(ds, tmp_path):
     killed = tmp_path / "killed"
     with live_server(ds, Knobs(rate_limit=600)) as server:
-        env = {**os.environ, "SCRUMS_API_URL": server.base_url, "SCRUMS_API_TOKEN": ds.admin_token}
-        args = [sys.executable, "-m", "scrums_velocity", "extract", "--data-dir", str(killed),
-                *[a for w in ds.workspaces for a in ("-w", w.id)]]  # fmt: skip
+        env = api_env(ds, server)
+        args = extract_args(ds, killed)
         stats = server.app.state.stats
         saved = [kill_after_checkpoints(args, env, killed, n) for n in (1, 2)]
         assert 0 < saved[0] < saved[1] < ds.tasks.height  # each resumed and saved more
@@ -101,9 +100,8 @@ def test_killed_at_several_points_then_rerun_gives_the_lake_of_a_clean_run(ds, t
     run_extract(ds, create_app(ds), reference)
     killed = tmp_path / "killed"
     with live_server(ds, Knobs(rate_limit=600)) as server:
-        env = {**os.environ, "SCRUMS_API_URL": server.base_url, "SCRUMS_API_TOKEN": ds.admin_token}
-        args = [sys.executable, "-m", "scrums_velocity", "extract", "--data-dir", str(killed),
-                *[a for w in ds.workspaces for a in ("-w", w.id)]]  # fmt: skip
+        env = api_env(ds, server)
+        args = extract_args(ds, killed)
         saved = [kill_after_checkpoints(args, env, killed, n) for n in (1, 1, 1)]
         before = server.app.state.stats.details
         final = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)

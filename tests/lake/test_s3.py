@@ -3,7 +3,6 @@ concurrent writers leave it consistent, credentials appear nowhere."""
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -19,7 +18,13 @@ from scrums_velocity.api_server import create_app, generate
 from scrums_velocity.lake import open_lake
 from scrums_velocity.models.runner import BuildSettings, build
 from tests.conftest import NOW, live_server
-from tests.extract.conftest import assert_same_lake, check_consistent, run_extract
+from tests.extract.conftest import (
+    api_env,
+    assert_same_lake,
+    check_consistent,
+    extract_args,
+    run_extract,
+)
 from tests.lake.conftest import ACCESS_KEY, SECRET_KEY
 
 MART_KEYS = {
@@ -68,7 +73,7 @@ def test_extract_and_build_on_s3_give_the_marts_of_a_local_lake(ds, s3_lake, tmp
     build(BuildSettings(data_dir=local, as_of=NOW))  # one as_of: the runs' clocks differ
     remote = tmp_path / "remote"
     with live_server(ds) as server:
-        env = {**os.environ, "SCRUMS_API_URL": server.base_url, "SCRUMS_API_TOKEN": ds.admin_token}
+        env = api_env(ds, server)
         ws = [a for w in ds.workspaces for a in ("-w", w.id)]
         r = velocity("extract", "--data-dir", str(remote), "--lake", s3_lake, *ws, env=env)
         assert r.returncode == 0, r.stderr
@@ -95,19 +100,9 @@ def test_sigkill_mid_run_then_rerun_gives_the_lake_of_a_clean_run(ds, s3_lake, t
     killed = tmp_path / "killed"
     rng = random.Random(11)
     with live_server(ds) as server:
-        env = {**os.environ, "SCRUMS_API_URL": server.base_url, "SCRUMS_API_TOKEN": ds.admin_token}
+        env = api_env(ds, server)
         ws = [a for w in ds.workspaces for a in ("-w", w.id)]
-        args = [
-            sys.executable,
-            "-m",
-            "scrums_velocity",
-            "extract",
-            "--data-dir",
-            str(killed),
-            "--lake",
-            s3_lake,
-            *ws,
-        ]
+        args = extract_args(ds, killed, "--lake", s3_lake)
         t0 = time.monotonic()  # how long one run takes here, to spread the kills over it
         probe = velocity(
             "extract",
@@ -140,21 +135,10 @@ def test_two_writers_on_one_lake_one_fails_with_a_clear_line(ds, s3_lake, tmp_pa
     reference = tmp_path / "reference"
     run_extract(ds, create_app(ds), reference)
     with live_server(ds) as server:
-        env = {**os.environ, "SCRUMS_API_URL": server.base_url, "SCRUMS_API_TOKEN": ds.admin_token}
-        ws = [a for w in ds.workspaces for a in ("-w", w.id)]
+        env = api_env(ds, server)
         procs = [
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "scrums_velocity",
-                    "extract",
-                    "--data-dir",
-                    str(tmp_path / name),
-                    "--lake",
-                    s3_lake,
-                    *ws,
-                ],
+                extract_args(ds, tmp_path / name, "--lake", s3_lake),
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -178,7 +162,7 @@ def test_two_writers_on_one_lake_one_fails_with_a_clear_line(ds, s3_lake, tmp_pa
 def test_credentials_appear_nowhere(ds, s3_lake, s3_server, tmp_path):
     data_dir = tmp_path / "data"
     with live_server(ds) as server:
-        env = {**os.environ, "SCRUMS_API_URL": server.base_url, "SCRUMS_API_TOKEN": ds.admin_token}
+        env = api_env(ds, server)
         ws = [a for w in ds.workspaces for a in ("-w", w.id)]
         outputs = [
             velocity("extract", "--data-dir", str(data_dir), "--lake", s3_lake, *ws, env=env),

@@ -115,3 +115,16 @@ class Lake:
         tables = {d: pa.Table.from_pylist(r, schema=SCHEMAS[d]) for d, r in rows.items()}
         open_lake(data_dir).replace(f"fixture-{uuid.uuid4().hex[:8]}", tables, command="fixture")
         return data_dir
+
+
+def one_done_task() -> Lake:
+    """The smallest lake with a number in it: one task of LIN-26-000001, done on Tue 2026-01-06."""
+    lake = Lake()
+    lake.task(
+        "TSK-26-000001",
+        "LIN-26-000001",
+        "2026-01-05 09:00",
+        "done",
+        changes=[("2026-01-06 10:00", "backlog", "done")],
+    )
+    return lake

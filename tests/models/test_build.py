@@ -19,7 +19,7 @@ from scrums_velocity.lake import open_lake
 from scrums_velocity.models.runner import BuildSettings, build, discover
 from tests.conftest import NOW, auth
 from tests.extract.conftest import run_extract
-from tests.models.lakes import Lake
+from tests.models.lakes import Lake, one_done_task
 
 
 @pytest.fixture(scope="module")
@@ -78,14 +78,7 @@ def test_the_build_reads_one_snapshot_and_reports_rows(extracted):
 def test_a_failing_data_test_fails_the_build_and_keeps_the_previous_warehouse(
     tmp_path, monkeypatch
 ):
-    lake = Lake()
-    lake.task(
-        "TSK-26-000001",
-        "LIN-26-000001",
-        "2026-01-05 09:00",
-        "done",
-        changes=[("2026-01-06 10:00", "backlog", "done")],
-    )
+    lake = one_done_task()
     lake.write(tmp_path)
     build(BuildSettings(data_dir=tmp_path))
     before = (tmp_path / "warehouse.duckdb").stat().st_mtime_ns
@@ -197,14 +190,7 @@ def test_cli_build_without_a_lake_and_query_and_models(tmp_path):
     assert r.returncode == 0
     assert "marts.lin_velocity_weekly\n    Delivery velocity per service line" in r.stdout
     Lake().write(tmp_path)
-    lake = Lake()
-    lake.task(
-        "TSK-26-000001",
-        "LIN-26-000001",
-        "2026-01-05 09:00",
-        "done",
-        changes=[("2026-01-06 10:00", "backlog", "done")],
-    )
+    lake = one_done_task()
     lake.write(tmp_path)
     r = velocity(
         "build",

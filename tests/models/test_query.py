@@ -12,19 +12,12 @@ import pytest
 from scrums_velocity.errors import ConfigError
 from scrums_velocity.models.query import run_query
 from scrums_velocity.models.runner import BuildSettings, build
-from tests.models.lakes import Lake
+from tests.models.lakes import one_done_task
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    lake = Lake()
-    lake.task(
-        "TSK-26-000001",
-        "LIN-26-000001",
-        "2026-01-05 09:00",
-        "done",
-        changes=[("2026-01-06 10:00", "backlog", "done")],
-    )
+    lake = one_done_task()
     path = lake.write(tmp_path_factory.mktemp("query"))
     build(BuildSettings(data_dir=path))
     (path / "reports" / "2026-01-05").mkdir(parents=True)

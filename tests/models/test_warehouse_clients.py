@@ -12,21 +12,14 @@ import pytest
 
 from scrums_velocity.models.query import shell_argv
 from scrums_velocity.models.runner import WAREHOUSE_STORAGE_VERSION, BuildSettings, build
-from tests.models.lakes import Lake
+from tests.models.lakes import one_done_task
 
 CLI = Path(sys.executable).parent / "duckdb"
 
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory) -> Path:
-    lake = Lake()
-    lake.task(
-        "TSK-26-000001",
-        "LIN-26-000001",
-        "2026-01-05 09:00",
-        "done",
-        changes=[("2026-01-06 10:00", "backlog", "done")],
-    )
+    lake = one_done_task()
     lake.task("TSK-26-000002", "LIN-26-000002", "2026-01-05 09:00", "backlog")
     data_dir = lake.write(tmp_path_factory.mktemp("clients"))
     build(BuildSettings(data_dir=data_dir))

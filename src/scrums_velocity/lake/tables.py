@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -577,7 +576,3 @@ def _unique(staged: pads.Dataset, dataset: str) -> pa.Table:
 
 def _quote(value: str) -> str:
     return value.replace("'", "''")
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
