@@ -6,7 +6,6 @@ error's exit code (see ``errors.py``). Nothing here computes anything.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -163,9 +162,8 @@ def build_cmd(
     """Build the DuckDB warehouse (<data-dir>/warehouse.duckdb) from the lake.
 
     Time zone, baseline and health thresholds come from velocity.toml, these flags over them."""
-    from scrums_velocity.config import load_config
-    from scrums_velocity.models.runner import build
-    from scrums_velocity.nightly import build_settings
+    from scrums_velocity.config import load_config, revalidate
+    from scrums_velocity.models.runner import BuildSettings, build
 
     setup_logging(log_json)
     cfg = load_config(config)
@@ -175,11 +173,10 @@ def build_cmd(
         lake=lake,
         model=_overlay(cfg.model, timezone=timezone, baseline_weeks=baseline_weeks),
     )
-    settings = build_settings(cfg)
-    if as_of is not None:
-        settings = dataclasses.replace(settings, as_of=_parse_time(as_of, "--as-of"))
-    if snapshot is not None:
-        settings = dataclasses.replace(settings, snapshot=snapshot)
+    revalidate(cfg)  # the flags are checked like the file's values
+    settings = BuildSettings.from_config(
+        cfg, as_of=_parse_time(as_of, "--as-of"), snapshot=snapshot
+    )
     result = build(settings)
     typer.echo(result.summary())
     typer.echo(f"warehouse: {result.warehouse}")

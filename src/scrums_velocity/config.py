@@ -124,9 +124,20 @@ class ApiConfig(_Strict):
 
 
 class ModelConfig(_Strict):
+    """``[model]``: how the warehouse is built. The build's settings (``BuildSettings.model``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     timezone: str = Field("UTC", description="IANA time zone of weeks and days")
     baseline_weeks: int = Field(12, ge=1, description="K: the weeks a baseline averages")
     min_baseline_weeks: int = Field(4, ge=1, description="fewer baseline weeks: no verdict")
+    forecast_seed: int = Field(7, description="seed of the Monte Carlo forecasts (deterministic)")
+    threads: int = Field(2, ge=1, le=256, description="DuckDB threads for the build")
+    memory_limit: str = Field(
+        "1GB",
+        pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$",
+        description="DuckDB memory limit (spills past it)",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -153,6 +164,10 @@ class ModelConfig(_Strict):
 
 
 class HealthConfig(_Strict):
+    """``[health]``: the verdict thresholds. The build's settings (``BuildSettings.health``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     at_risk_ratio: float = Field(0.5, gt=0, description="ratio below this (and p below): at risk")
     at_risk_p_value: float = Field(0.05, gt=0, lt=1, description="Poisson p-value for at risk")
     watch_ratio: float = Field(0.8, gt=0, description="ratio below this: watch")

@@ -61,20 +61,6 @@ def client_settings(config: Config) -> ClientSettings:
     )
 
 
-def build_settings(config: Config) -> BuildSettings:
-    return BuildSettings(
-        data_dir=config.data_dir,
-        timezone=config.model.timezone,
-        baseline_weeks=config.model.baseline_weeks,
-        min_baseline_weeks=config.model.min_baseline_weeks,
-        at_risk_ratio=config.health.at_risk_ratio,
-        at_risk_p_value=config.health.at_risk_p_value,
-        watch_ratio=config.health.watch_ratio,
-        lake=config.lake,
-        service_lines=tuple((line.id, line.name) for line in config.service_lines),
-    )
-
-
 def run_nightly(
     config: Config,
     *,
@@ -97,7 +83,7 @@ def run_nightly(
         strict=strict,
         lake=config.lake,
     )
-    bsettings = build_settings(config)
+    bsettings = BuildSettings.from_config(config)
     result = NightlyResult()
     started = datetime.now(UTC)
     t0 = time.monotonic()
@@ -144,7 +130,6 @@ def preflight(config: Config, *, email_dry_run: bool = False) -> ClientSettings:
         raise ConfigError(f"data dir {data_dir} is not a directory")
     settings = client_settings(config)
     resolve_location(config.lake, data_dir)  # the lake URL and its endpoint's scheme
-    build_settings(config)  # time zone, thresholds
     if not email_dry_run:
         check_can_send(config)
     return settings

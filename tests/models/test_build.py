@@ -12,9 +12,12 @@ from datetime import date
 import duckdb
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from scrums_velocity.api_server import create_app, generate
-from scrums_velocity.errors import BuildError, ConfigError
+from scrums_velocity.cli import app
+from scrums_velocity.config import Config
+from scrums_velocity.errors import BuildError
 from scrums_velocity.lake import open_lake
 from scrums_velocity.models.runner import BuildSettings, build, discover
 from tests.conftest import NOW, auth
@@ -69,7 +72,8 @@ def test_the_build_reads_one_snapshot_and_reports_rows(extracted):
     _, _, path = extracted
     result = build(BuildSettings(data_dir=path))
     assert result.tests >= 60
-    assert result.rows["staging.stg_tasks"] == 2000
+    assert result.rows["intermediate.int_live_tasks"] == 2000  # views are not counted
+    assert "staging.stg_tasks" not in result.rows
     con = duckdb.connect(str(path / "warehouse.duckdb"), read_only=True)
     row = con.execute("select lake_url, lake_snapshot from marts.build_info").fetchall()
     assert row == [(str((path / "lake").absolute()), open_lake(path).head().run_id)]
@@ -157,16 +161,47 @@ def test_model_files_follow_the_conventions():
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("flags", "message"),
     [
-        ({"timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
-        ({"baseline_weeks": 0}, "--baseline-weeks must be at least 1"),
-        ({"at_risk_ratio": 0.9, "watch_ratio": 0.8}, "thresholds must satisfy"),
+        (["--timezone", "Mars/Olympus"], "model.timezone: unknown time zone 'Mars/Olympus'"),
+        (["--baseline-weeks", "2"], "min_baseline_weeks: 4 must not exceed baseline_weeks (2)"),
     ],
 )
-def test_bad_settings(tmp_path, kwargs, message):
-    with pytest.raises(ConfigError, match=message):
-        BuildSettings(data_dir=tmp_path, **kwargs)
+def test_bad_settings_from_flags_are_checked_like_the_files(tmp_path, flags, message):
+    one_done_task().write(tmp_path)
+    result = CliRunner().invoke(app, ["build", "--data-dir", str(tmp_path), *flags])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert not (tmp_path / "warehouse.duckdb").exists()
+
+
+def test_one_mapping_from_the_configuration_to_the_build(tmp_path):
+    cfg = Config.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            "model": {"timezone": "Europe/London", "baseline_weeks": 6, "forecast_seed": 3},
+            "health": {"at_risk_ratio": 0.4, "watch_ratio": 0.9},
+            "service_lines": [{"id": "LIN-26-000001", "name": "Payments"}],
+        }
+    )
+    settings = BuildSettings.from_config(cfg)
+    assert settings.model is cfg.model
+    assert settings.health is cfg.health
+    assert settings.service_lines == (("LIN-26-000001", "Payments"),)
+    one_done_task().write(tmp_path)
+    build(settings)
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
+    info = con.execute(
+        "select timezone, baseline_weeks, at_risk_ratio, watch_ratio, engine from marts.build_info"
+    ).fetchall()
+    assert info == [("Europe/London", 6, 0.4, 0.9, "duckdb")]
+    # the column docs state the thresholds this build used, not the defaults
+    (health_doc,) = con.execute(
+        "select comment from duckdb_columns() where table_name = 'lin_velocity_weekly' "
+        "and column_name = 'health'"
+    ).fetchall()[0]
+    assert "velocity_ratio < 0.4 and" in health_doc
+    assert "< 0.9 otherwise" in health_doc
 
 
 def test_cli_build_without_a_lake_and_query_and_models(tmp_path):
@@ -257,7 +292,7 @@ def test_relationships_and_expression_tests_find_the_rows_that_break_them(tmp_pa
             "expressions": ["completed_by_agent between 0 and completed"],
         }
     }
-    found = {name: con.execute(query).fetchall() for _, name, query in _data_tests(docs, tmp_path)}
+    found = {t.name: con.execute(t.query).fetchall() for t in _data_tests(docs, tmp_path)}
     assert found == {
         # the week not in the spine (a row with a null key is not checked)
         "relationships(service_line_id, week_start -> intermediate.int_lin_weeks)": [

@@ -11,6 +11,7 @@ import pytest
 
 from scrums_velocity.api_server import generate
 from scrums_velocity.api_server.lake_export import write_lake
+from scrums_velocity.config import ModelConfig
 from scrums_velocity.models.forecast import (
     NO_THROUGHPUT,
     days_to_finish,
@@ -62,7 +63,7 @@ def con(tmp_path_factory):
     lake = weekly_lake()
     lake.extracted = str(as_of)[:16]
     lake.write(path)
-    build(BuildSettings(data_dir=path, baseline_weeks=4, as_of=as_of))
+    build(BuildSettings(data_dir=path, model=ModelConfig(baseline_weeks=4), as_of=as_of))
     return duckdb.connect(str(path / "warehouse.duckdb"), read_only=True)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from scrums_velocity.config import ModelConfig
 from scrums_velocity.models.runner import BuildSettings, build
 from tests.models.lakes import Lake, ts
 
@@ -189,7 +190,7 @@ def scenario() -> Lake:
 
 def built(tmp_path: Path, **settings) -> duckdb.DuckDBPyConnection:
     scenario().write(tmp_path)
-    build(BuildSettings(data_dir=tmp_path, as_of=AS_OF, **settings))
+    build(BuildSettings(data_dir=tmp_path, as_of=AS_OF, model=ModelConfig(**settings)))
     return duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from scrums_velocity.config import ModelConfig
 from scrums_velocity.models.runner import BuildSettings, build
 from tests.models.lakes import ts
 from tests.models.test_velocity_golden import AS_OF, W, rows, scenario
@@ -57,7 +58,14 @@ def extended():
 def con(tmp_path_factory):
     data_dir: Path = tmp_path_factory.mktemp("week-tasks")
     extended().write(data_dir)
-    build(BuildSettings(data_dir=data_dir, as_of=AS_OF, baseline_weeks=4, service_lines=NAMES))
+    build(
+        BuildSettings(
+            data_dir=data_dir,
+            as_of=AS_OF,
+            model=ModelConfig(baseline_weeks=4),
+            service_lines=NAMES,
+        )
+    )
     return duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True)
 
 

@@ -1,4 +1,5 @@
-"""Monte Carlo forecasts of open work, and their backtest, computed in the build after the SQL.
+"""Monte Carlo forecasts of open work, and their backtest: the numerics of the Python models
+``marts/lin_forecast.py`` and ``marts/lin_forecast_backtest.py`` (one service line at a time).
 
 For each service line: N = its open tasks now (backlog + in progress + in review). Each trial
 samples days, with replacement, from the LIN's zero-filled daily completions over the last K
@@ -18,11 +19,8 @@ from __future__ import annotations
 import hashlib
 from datetime import date, timedelta
 
-import duckdb
 import numpy as np
 import polars as pl
-
-from scrums_velocity.models.runner import BuildSettings
 
 TRIALS = 10_000
 BACKTEST_TRIALS = 2_000
@@ -118,77 +116,90 @@ def forecast_line(
     return row
 
 
-def _inputs(con: duckdb.DuckDBPyConnection) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
-    info = con.table("marts.build_info").pl().row(0, named=True)
-    daily = con.table("intermediate.int_lin_daily_throughput").pl()
-    open_counts = (
-        con.table("marts.lin_status_daily")
-        .pl()
-        .filter(pl.col("status").is_in(["backlog", "in_progress", "in_review"]))
-        .group_by("service_line_id", "day")
-        .agg(pl.col("tasks").sum().alias("open_tasks"))
+OPEN_STATUSES = ("backlog", "in_progress", "in_review")
+
+
+def open_by_day(status_daily: pl.DataFrame) -> dict[date, int]:
+    """Open tasks (backlog, in progress, in review) at the end of each day, from one service
+    line's rows of marts.lin_status_daily."""
+    return dict(
+        status_daily.filter(pl.col("status").is_in(OPEN_STATUSES))
+        .group_by("day")
+        .agg(pl.col("tasks").sum())
+        .iter_rows()
     )
-    return info, daily, open_counts
 
 
-def forecasts(con: duckdb.DuckDBPyConnection, seed: int = 7, trials: int = TRIALS) -> pl.DataFrame:
-    info, daily, open_counts = _inputs(con)
-    today = info["as_of"].astimezone(_tz(info["timezone"])).date()
-    current_week = today - timedelta(days=today.weekday())
-    window_start = current_week - timedelta(weeks=info["baseline_weeks"])
-    rows = []
-    for (lin,), frame in daily.sort("day").group_by("service_line_id", maintain_order=True):
-        window = frame.filter((pl.col("day") >= window_start) & (pl.col("day") < current_week))
-        now_open = open_counts.filter((pl.col("service_line_id") == lin) & (pl.col("day") == today))
-        n = int(now_open["open_tasks"].sum()) if now_open.height else 0
-        rows.append(
-            forecast_line(lin, window["completed"].to_numpy(), n, today, seed=seed, trials=trials)
-        )
-    return pl.DataFrame(rows, schema=_FORECAST_SCHEMA)
-
-
-def backtest(
-    con: duckdb.DuckDBPyConnection, seed: int = 7, trials: int = BACKTEST_TRIALS
+def forecast_service_line(
+    daily: pl.DataFrame,
+    status_daily: pl.DataFrame,
+    *,
+    today: date,
+    baseline_weeks: int,
+    seed: int,
+    trials: int = TRIALS,
 ) -> pl.DataFrame:
-    info, daily, open_counts = _inputs(con)
-    weeks = info["baseline_weeks"]
-    today = info["as_of"].astimezone(_tz(info["timezone"])).date()
+    """One service line's forecast row from its zero-filled daily completions (day, completed)
+    and its lin_status_daily rows; no row when the line has no days at all."""
+    if daily.height == 0:
+        return pl.DataFrame(schema=FORECAST_SCHEMA)
+    lin = daily["service_line_id"][0]
+    current_week = today - timedelta(days=today.weekday())
+    window_start = current_week - timedelta(weeks=baseline_weeks)
+    window = daily.sort("day").filter(
+        (pl.col("day") >= window_start) & (pl.col("day") < current_week)
+    )
+    n = int(open_by_day(status_daily).get(today, 0))
+    row = forecast_line(lin, window["completed"].to_numpy(), n, today, seed=seed, trials=trials)
+    return pl.DataFrame([row], schema=FORECAST_SCHEMA)
+
+
+def backtest_service_line(
+    daily: pl.DataFrame,
+    status_daily: pl.DataFrame,
+    *,
+    today: date,
+    baseline_weeks: int,
+    seed: int,
+    trials: int = BACKTEST_TRIALS,
+) -> pl.DataFrame:
+    """One service line's backtest rows (see the module's docstring)."""
+    if daily.height == 0:
+        return pl.DataFrame(schema=BACKTEST_SCHEMA)
+    frame = daily.sort("day")
+    lin = frame["service_line_id"][0]
+    weeks = baseline_weeks
+    days = frame["day"].to_list()
+    counts = frame["completed"].to_numpy()
+    index = {d: i for i, d in enumerate(days)}
+    opens = open_by_day(status_daily)
     rows = []
-    for (lin,), frame in daily.sort("day").group_by("service_line_id", maintain_order=True):
-        days = frame["day"].to_list()
-        counts = frame["completed"].to_numpy()
-        index = {d: i for i, d in enumerate(days)}
-        opens = dict(
-            open_counts.filter(pl.col("service_line_id") == lin)
-            .select("day", "open_tasks")
-            .iter_rows()
-        )
-        first = days[0]
-        origin = first + timedelta(days=(7 - first.weekday()) % 7) + timedelta(weeks=weeks)
-        while origin < today:
-            start = index[origin]
-            n = int(opens.get(origin - timedelta(days=1), 0))
-            window = counts[start - 7 * weeks : start]
-            after = np.cumsum(counts[start:])
-            reached = np.nonzero(after >= n)[0] if n > 0 else np.array([], dtype=int)
-            forecast_days = days_to_finish(window, n, trials, rng_for(seed, f"{lin}@{origin}"))
-            if n > 0 and reached.size and forecast_days is not None:
-                actual = int(reached[0]) + 1
-                row = {
-                    "service_line_id": lin,
-                    "origin": origin,
-                    "open_tasks": n,
-                    "actual_days": actual,
-                }
-                for p in PERCENTILES:
-                    predicted = percentile_days(forecast_days, p)
-                    key = f"p{round(p * 100)}"
-                    row[f"{key}_days"] = int(predicted) if np.isfinite(predicted) else None
-                    row[f"hit_{key}"] = bool(actual <= predicted)
-                row["stationary_cv"] = _weekly_cv(counts[start - 7 * weeks : start + actual])
-                rows.append(row)
-            origin += timedelta(weeks=1)
-    return pl.DataFrame(rows, schema=_BACKTEST_SCHEMA)
+    first = days[0]
+    origin = first + timedelta(days=(7 - first.weekday()) % 7) + timedelta(weeks=weeks)
+    while origin < today:
+        start = index[origin]
+        n = int(opens.get(origin - timedelta(days=1), 0))
+        window = counts[start - 7 * weeks : start]
+        after = np.cumsum(counts[start:])
+        reached = np.nonzero(after >= n)[0] if n > 0 else np.array([], dtype=int)
+        forecast_days = days_to_finish(window, n, trials, rng_for(seed, f"{lin}@{origin}"))
+        if n > 0 and reached.size and forecast_days is not None:
+            actual = int(reached[0]) + 1
+            row = {
+                "service_line_id": lin,
+                "origin": origin,
+                "open_tasks": n,
+                "actual_days": actual,
+            }
+            for p in PERCENTILES:
+                predicted = percentile_days(forecast_days, p)
+                key = f"p{round(p * 100)}"
+                row[f"{key}_days"] = int(predicted) if np.isfinite(predicted) else None
+                row[f"hit_{key}"] = bool(actual <= predicted)
+            row["stationary_cv"] = _weekly_cv(counts[start - 7 * weeks : start + actual])
+            rows.append(row)
+        origin += timedelta(weeks=1)
+    return pl.DataFrame(rows, schema=BACKTEST_SCHEMA)
 
 
 def _weekly_cv(daily: np.ndarray) -> float | None:
@@ -209,23 +220,7 @@ def calibration(backtest_rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def build_forecasts(con: duckdb.DuckDBPyConnection, settings: BuildSettings) -> None:
-    """The build step after the SQL models: ``lin_forecast`` and ``lin_forecast_backtest``."""
-    con.from_arrow(forecasts(con, seed=settings.forecast_seed).to_arrow()).create(
-        "marts.lin_forecast"
-    )
-    con.from_arrow(backtest(con, seed=settings.forecast_seed).to_arrow()).create(
-        "marts.lin_forecast_backtest"
-    )
-
-
-def _tz(name: str):
-    import zoneinfo
-
-    return zoneinfo.ZoneInfo(name)
-
-
-_FORECAST_SCHEMA = {
+FORECAST_SCHEMA = {
     "service_line_id": pl.String,
     "open_tasks": pl.Int64,
     "window_days": pl.Int64,
@@ -246,7 +241,7 @@ _FORECAST_SCHEMA = {
     "by_4w_p50": pl.Int64,
     "by_4w_p85": pl.Int64,
 }
-_BACKTEST_SCHEMA = {
+BACKTEST_SCHEMA = {
     "service_line_id": pl.String,
     "origin": pl.Date,
     "open_tasks": pl.Int64,

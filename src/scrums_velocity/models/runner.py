@@ -16,26 +16,41 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import graphlib
+import importlib
+import importlib.util
 import os
 import re
 import secrets
+import shutil
 import time
 import tomllib
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 
+from scrums_velocity.config import Config, HealthConfig, ModelConfig
 from scrums_velocity.errors import BuildError, ConfigError
-from scrums_velocity.lake import DATASETS, PARTITIONED, Lake, Snapshot, open_lake, storage_errors
+from scrums_velocity.lake import (
+    DATASETS,
+    PARTITIONED,
+    SCHEMAS,
+    Lake,
+    Snapshot,
+    open_lake,
+    storage_errors,
+)
 from scrums_velocity.lock import data_dir_lock
+from scrums_velocity.models.duckdb_engine import DuckDBEngine
+from scrums_velocity.models.engine import MATERIALIZATIONS, Engine, LakeSource, Materialized
 from scrums_velocity.observe import event
 
 MODELS_DIR = Path(__file__).parent
@@ -53,51 +68,80 @@ WAREHOUSE_STORAGE_VERSION = "v0.10.0"
 
 @dataclass(frozen=True)
 class BuildSettings:
+    """Everything a build depends on. The model and health settings are the configuration's own
+    ``[model]`` and ``[health]`` sections (their defaults are written there, once); the rest
+    says which lake snapshot to read and where the warehouse goes."""
+
     data_dir: Path
-    timezone: str = "UTC"
-    baseline_weeks: int = 12
-    min_baseline_weeks: int = 4
-    at_risk_ratio: float = 0.5
-    at_risk_p_value: float = 0.05
-    watch_ratio: float = 0.8
+    model: ModelConfig = field(default_factory=ModelConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
     as_of: datetime | None = None  # default: the lake's latest extracted_at
     lake: str | None = None  # a path or s3:// URL; default <data-dir>/lake
     snapshot: str | datetime | None = None  # a run id or a time; default: the newest
-    memory_limit: str = "4GB"
-    threads: int = 2
-    forecast_seed: int = 7  # the Monte Carlo forecasts are deterministic for a given seed
     # (LIN id, name) pairs from the configuration's [[service_lines]]: staging.stg_service_lines
     service_lines: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        try:
-            zoneinfo.ZoneInfo(self.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(
-                f"unknown time zone {self.timezone!r}: use an IANA name like Europe/London"
-            ) from None
-        if self.baseline_weeks < 1:
-            raise ConfigError("--baseline-weeks must be at least 1")
-        if not 0 < self.at_risk_ratio <= self.watch_ratio:
-            raise ConfigError("thresholds must satisfy 0 < at_risk_ratio <= watch_ratio")
-        if not 0 < self.at_risk_p_value < 1:
-            raise ConfigError("at_risk_p_value must be between 0 and 1")
         if self.as_of is not None and self.as_of.tzinfo is None:
             raise ConfigError("as_of needs a time zone")
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        as_of: datetime | None = None,
+        snapshot: str | datetime | None = None,
+    ) -> BuildSettings:
+        """The one mapping from velocity.toml (CLI flags already laid over it) to a build."""
+        return cls(
+            data_dir=config.data_dir,
+            model=config.model,
+            health=config.health,
+            as_of=as_of,
+            lake=config.lake,
+            snapshot=snapshot,
+            service_lines=tuple((line.id, line.name) for line in config.service_lines),
+        )
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    """What a Python model may know of the build besides its inputs."""
+
+    as_of: datetime
+    model: ModelConfig
+    health: HealthConfig
+
+    @property
+    def today(self) -> date:
+        """The local day of as_of (in the configured time zone)."""
+        return self.as_of.astimezone(zoneinfo.ZoneInfo(self.model.timezone)).date()
 
 
 @dataclass(frozen=True)
 class Model:
     schema: str
     name: str
-    sql: str
     path: Path
+    materialized: Materialized
+    sql: str = ""  # a SQL model's SELECT
+    inputs: tuple[str, ...] = ()  # a Python model's declared inputs
+    partition_by: str | None = None
+    output: pa.Schema | None = None
+    function: Callable[[dict[str, pa.Table], ModelContext], Any] | None = None
 
     @property
     def table(self) -> str:
         return f"{self.schema}.{self.name}"
 
+    @property
+    def is_python(self) -> bool:
+        return self.path.suffix == ".py"
+
     def refs(self) -> set[str]:
+        if self.is_python:
+            return set(self.inputs)
         return {f"{s}.{t}" for s, t in _REF.findall(self.sql)} - {self.table}
 
 
@@ -123,11 +167,25 @@ class BuildResult:
 
 def discover(models_dir: Path = MODELS_DIR) -> list[Model]:
     """Every model, in an order where each comes after the models it reads."""
+    docs = load_schema_docs(models_dir)
     models = {}
     for layer in LAYERS:
-        for path in sorted((models_dir / layer).glob("*.sql")):
-            model = Model(layer, path.stem, path.read_text(), path)
-            models[model.table] = model
+        for path in sorted((models_dir / layer).glob("*.sql")) + sorted(
+            p for p in (models_dir / layer).glob("*.py") if not p.name.startswith("_")
+        ):
+            table = f"{layer}.{path.stem}"
+            if table in models:
+                raise BuildError(f"model {table} is defined twice ({path.name} and another file)")
+            materialized = docs.get(table, {}).get("materialized")
+            if materialized not in MATERIALIZATIONS:
+                raise BuildError(
+                    f"model {table}: declare materialized = "
+                    f"{' | '.join(repr(m) for m in MATERIALIZATIONS)} in {layer}/_schema.toml"
+                )
+            if path.suffix == ".sql":
+                models[table] = Model(layer, path.stem, path, materialized, sql=path.read_text())
+            else:
+                models[table] = _python_model(layer, path, materialized)
     graph = {}
     for table, model in models.items():
         unknown = model.refs() - set(models)
@@ -139,6 +197,46 @@ def discover(models_dir: Path = MODELS_DIR) -> list[Model]:
     except graphlib.CycleError as exc:
         raise BuildError(f"models depend on each other in a cycle: {exc.args[1]}") from None
     return [models[t] for t in order]
+
+
+def _python_model(layer: str, path: Path, materialized: Materialized) -> Model:
+    """A ``.py`` model: a module declaring ``INPUTS`` (tables it reads), ``SCHEMA`` (a pyarrow
+    schema of what it returns), optionally ``PARTITION_BY`` (a column: the model then runs once
+    per value, on each input's rows of that value), and ``model(inputs, context)`` returning a
+    polars or Arrow frame."""
+    table = f"{layer}.{path.stem}"
+    name = f"scrums_velocity.models.{layer}.{path.stem}"
+    try:
+        if path.parent == MODELS_DIR / layer:
+            module = importlib.import_module(name)
+        else:  # a model folder of one's own (tests)
+            spec = importlib.util.spec_from_file_location(name, path)
+            assert spec is not None
+            assert spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+    except Exception as exc:  # a model that cannot even be imported
+        raise BuildError(f"model {table} cannot be loaded: {_first_line(exc)}") from None
+    inputs = getattr(module, "INPUTS", None)
+    output = getattr(module, "SCHEMA", None)
+    function = getattr(module, "model", None)
+    partition_by = getattr(module, "PARTITION_BY", None)
+    if not (isinstance(inputs, tuple) and inputs and all(isinstance(i, str) for i in inputs)):
+        raise BuildError(f"model {table}: INPUTS must be a tuple of schema.table names")
+    if not isinstance(output, pa.Schema) or not callable(function):
+        raise BuildError(f"model {table}: needs SCHEMA (a pyarrow schema) and model(inputs, ctx)")
+    if materialized != "table":
+        raise BuildError(f"model {table}: a Python model is materialized as a table")
+    return Model(
+        layer,
+        path.stem,
+        path,
+        materialized,
+        inputs=inputs,
+        partition_by=partition_by,
+        output=output,
+        function=function,
+    )
 
 
 def load_schema_docs(models_dir: Path = MODELS_DIR) -> dict[str, dict[str, Any]]:
@@ -212,8 +310,15 @@ class DataTestFailure(BuildError):
     pass
 
 
-def _data_tests(docs: dict[str, dict[str, Any]], models_dir: Path) -> list[tuple[str, str, str]]:
-    """(model, test name, query returning offending rows) for every declared test."""
+class DataTest(NamedTuple):
+    table: str
+    name: str
+    query: str  # returns the offending rows
+    predicate: str | None = None  # a row test: true for an offending row of ``table``
+
+
+def _data_tests(docs: dict[str, dict[str, Any]], models_dir: Path) -> list[DataTest]:
+    """Every declared test: a query returning the rows that break it."""
     tests = []
     for table, entry in docs.items():
         schema, name = table.split(".")
@@ -221,20 +326,21 @@ def _data_tests(docs: dict[str, dict[str, Any]], models_dir: Path) -> list[tuple
         for cols in entry.get("unique", []):
             keys = ", ".join(_ident(c) for c in cols)
             tests.append(
-                (
+                DataTest(
                     table,
                     f"unique({', '.join(cols)})",
                     f"select {keys}, count(*) as n from {target} group by all having n > 1",
                 )
             )
         for col in entry.get("not_null", []):
+            bad = f"{_ident(col)} is null"
             tests.append(
-                (table, f"not_null({col})", f"select * from {target} where {_ident(col)} is null")
+                DataTest(table, f"not_null({col})", f"select * from {target} where {bad}", bad)
             )
         for col, values in entry.get("accepted_values", {}).items():
             allowed = ", ".join(_literal(str(v)) for v in values)
             tests.append(
-                (
+                DataTest(
                     table,
                     f"accepted_values({col})",
                     f"select {_ident(col)}, count(*) as n from {target} "
@@ -251,7 +357,7 @@ def _data_tests(docs: dict[str, dict[str, Any]], models_dir: Path) -> list[tuple
             keys, target_keys = ", ".join(cols), ", ".join(target_cols)
             present = " and ".join(f"{c} is not null" for c in cols)
             tests.append(
-                (
+                DataTest(
                     table,
                     f"relationships({', '.join(rel['columns'])} -> {rel['to']})",
                     f"select {keys} from {target} where {present} "
@@ -260,18 +366,188 @@ def _data_tests(docs: dict[str, dict[str, Any]], models_dir: Path) -> list[tuple
             )
         for expression in entry.get("expressions", []):
             # a predicate every row satisfies (dbt_utils' expression_is_true); null counts as false
+            bad = f"not coalesce(({expression}), false)"
             tests.append(
-                (
-                    table,
-                    f"expression({expression})",
-                    f"select * from {target} where not coalesce(({expression}), false)",
+                DataTest(
+                    table, f"expression({expression})", f"select * from {target} where {bad}", bad
                 )
             )
     for path in sorted((models_dir / "tests").glob("*.sql")):
         model, _, what = path.stem.partition("__")
         table = next((t for t in docs if t.endswith("." + model)), model)
-        tests.append((table, what or path.stem, path.read_text()))
+        tests.append(DataTest(table, what or path.stem, path.read_text()))
     return tests
+
+
+def _run_data_tests(engine: Engine, tests: list[DataTest]) -> int:
+    """Run ``tests``; raise DataTestFailure naming the first that fails. A table's row tests
+    (not_null, expressions) are first run as one scan; one by one only when that finds rows."""
+    passed: set[int] = set()
+    by_table: dict[str, list[int]] = {}
+    for i, test in enumerate(tests):
+        if test.predicate is not None:
+            by_table.setdefault(test.table, []).append(i)
+    for table, indices in by_table.items():
+        if len(indices) > 1:
+            anyone = " or ".join(f"({tests[i].predicate})" for i in indices)
+            _, bad = _offending(engine, tests[indices[0]], f"select 1 from {table} where {anyone}")
+            if not bad:
+                passed.update(indices)
+    for i, test in enumerate(tests):
+        if i in passed:
+            continue
+        cols, bad = _offending(engine, test, test.query)
+        if bad:
+            sample = "; ".join(
+                ", ".join(f"{c}={v}" for c, v in zip(cols, row, strict=True)) for row in bad[:3]
+            )
+            raise DataTestFailure(f"data test {test.name} failed on {test.table}: {sample}")
+    return len(tests)
+
+
+def _offending(engine: Engine, test: DataTest, query: str) -> tuple[list[str], list[tuple]]:
+    try:
+        return engine.rows(query, 5)
+    except BuildError as exc:
+        raise BuildError(f"data test {test.name} on {test.table} could not run: {exc}") from None
+
+
+def literal(value: object) -> str:
+    """A build parameter as a SQL literal (the same text for every engine)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return _literal(str(value))
+
+
+_VARIABLE = re.compile(r"getvariable\('([a-z_]+)'\)")
+
+
+def bind(sql: str, variables: dict[str, object], table: str) -> str:
+    """``sql`` with each ``getvariable('name')`` replaced by the build's value as a literal:
+    the SQL an engine runs, and the SQL of the views kept in the warehouse, stands alone."""
+
+    def value(match: re.Match[str]) -> str:
+        if match.group(1) not in variables:
+            raise BuildError(
+                f"model {table} reads getvariable('{match.group(1)}'), which no setting provides"
+            )
+        return literal(variables[match.group(1)])
+
+    return _VARIABLE.sub(value, sql)
+
+
+_SETTING = re.compile(r"\$\{(model|health)\.([a-z_]+)\}")
+
+
+def document(text: str, model: ModelConfig, health: HealthConfig) -> str:
+    """Documentation text with ``${model.baseline_weeks}``-style references filled in from the
+    settings: the docs state the thresholds the build used, never a copy of the defaults."""
+
+    def value(match: re.Match[str]) -> str:
+        section = model if match.group(1) == "model" else health
+        if match.group(2) not in type(section).model_fields:
+            raise BuildError(f"_schema.toml refers to unknown setting {match.group(0)}")
+        return str(getattr(section, match.group(2)))
+
+    return _SETTING.sub(value, text)
+
+
+def _variables(
+    lake: Lake, snapshot: Snapshot, settings: BuildSettings, as_of: datetime, engine: str
+) -> dict[str, object]:
+    return {
+        "lake_url": lake.location.url,
+        "lake_snapshot": snapshot.run_id,
+        "tz": settings.model.timezone,
+        "baseline_weeks": settings.model.baseline_weeks,
+        "min_baseline_weeks": settings.model.min_baseline_weeks,
+        "at_risk_ratio": float(settings.health.at_risk_ratio),
+        "at_risk_p_value": float(settings.health.at_risk_p_value),
+        "watch_ratio": float(settings.health.watch_ratio),
+        "as_of": as_of.astimezone(UTC).isoformat(),
+        "built_at": datetime.now(UTC).isoformat(),
+        "storage_version": WAREHOUSE_STORAGE_VERSION,
+        "engine": engine,
+    }
+
+
+def lake_sources(lake: Lake, snapshot: Snapshot) -> list[LakeSource]:
+    """The snapshot's datasets as engines read them: a local lake's Parquet files (listed by the
+    Delta log), else a pyarrow dataset (DuckDB here has no S3 access; Arrow has)."""
+    sources = []
+    for dataset in DATASETS:
+        files = lake.local_files(dataset, snapshot)
+        if files is None:
+            sources.append(LakeSource(dataset, dataset=lake.dataset(dataset, snapshot)))
+        else:
+            sources.append(
+                LakeSource(dataset, files, dataset in PARTITIONED, schema=SCHEMAS[dataset])
+            )
+    return sources
+
+
+def _call_python(
+    function: Callable[[dict[str, pa.Table], ModelContext], Any],
+    context: ModelContext,
+    inputs: dict[str, pa.Table],
+) -> pa.Table:
+    """A Python model's body as engines call it: Arrow in, Arrow out (a polars frame is
+    converted). Module-level so that Spark can ship it to its workers."""
+    out = function(inputs, context)
+    return out.to_arrow() if isinstance(out, pl.DataFrame) else out
+
+
+def run_models(
+    engine: Engine,
+    models: list[Model],
+    docs: dict[str, dict[str, Any]],
+    variables: dict[str, object],
+    context: ModelContext,
+    result: BuildResult,
+    models_dir: Path = MODELS_DIR,
+) -> None:
+    """Build every model on ``engine`` in order, check the documented columns, run the data
+    tests. Raises BuildError naming the model or test."""
+    for model in models:
+        started = time.monotonic()
+        if model.is_python:
+            assert model.output is not None
+            assert model.function is not None
+            try:
+                engine.create_python(
+                    model.table,
+                    model.inputs,
+                    model.partition_by,
+                    functools.partial(_call_python, model.function, context),
+                    model.output,
+                    model.materialized,
+                )
+            except BuildError:
+                raise
+            except Exception as exc:  # the model's own code failed
+                raise BuildError(f"model {model.table} failed: {_first_line(exc)}") from None
+        else:
+            engine.create(model.table, bind(model.sql, variables, model.table), model.materialized)
+        rows = None if model.materialized == "view" else engine.count(model.table)
+        if rows is not None:
+            result.rows[model.table] = rows
+        event(
+            "build.model",
+            model=model.table,
+            materialized=model.materialized,
+            rows=rows,
+            seconds=round(time.monotonic() - started, 3),
+        )
+    for table, entry in docs.items():
+        columns, _ = engine.rows(f"select * from {table}", 0)
+        for col in entry.get("columns", {}):
+            if col not in columns:
+                raise BuildError(f"_schema.toml documents {table}.{col}, which the model lacks")
+    started = time.monotonic()
+    result.tests = _run_data_tests(engine, _data_tests(docs, models_dir))
+    event("build.tests", tests=result.tests, seconds=round(time.monotonic() - started, 3))
 
 
 def build_into(
@@ -281,113 +557,133 @@ def build_into(
     settings: BuildSettings,
     *,
     models_dir: Path = MODELS_DIR,
-    after_models: Callable[[duckdb.DuckDBPyConnection, BuildSettings], None] | None = None,
 ) -> BuildResult:
-    """Build every model into the (new) database file ``path``. Raises BuildError."""
+    """Build every model and write the warehouse to the (new) file ``path``. Raises BuildError."""
     t0 = time.monotonic()
     models = discover(models_dir)
     docs = load_schema_docs(models_dir)
     as_of = resolve_as_of(lake, snapshot, settings.as_of)
-    con = duckdb.connect(
-        str(path), config={"storage_compatibility_version": WAREHOUSE_STORAGE_VERSION}
-    )
     result = BuildResult(path, as_of, len(models), 0)
+    context = ModelContext(as_of, settings.model, settings.health)
+    sources = lake_sources(lake, snapshot)
+    scratch = path.with_name(path.name + ".spill")
+    engine = DuckDBEngine(
+        threads=settings.model.threads, memory_limit=settings.model.memory_limit, scratch=scratch
+    )
+    variables = _variables(lake, snapshot, settings, as_of, engine.name)
     try:
-        con.execute(f"SET threads = {int(settings.threads)}")
-        con.execute("SET memory_limit = ?", [settings.memory_limit])
-        con.execute("SET preserve_insertion_order = false")
-        # The snapshot's datasets, read through the Delta log: what staging models select from.
-        # A local lake's files are read by DuckDB's own Parquet reader (the file list comes from
-        # the log); an object-store lake through pyarrow (DuckDB here has no S3 access).
-        # Measured at 1M tasks: 26.4 s through pyarrow, 24.6 s natively (README, Benchmarks).
-        for dataset in DATASETS:
-            files = lake.local_files(dataset, snapshot)
-            if files:
-                con.execute(f"SET VARIABLE lake_files_{dataset} = ?", [files])
-                con.execute(
-                    f"CREATE TEMP VIEW lake_{dataset} AS SELECT * FROM read_parquet("
-                    f"getvariable('lake_files_{dataset}'), "
-                    f"hive_partitioning = {str(dataset in PARTITIONED).lower()})"
-                )
-            else:
-                con.register(f"lake_{dataset}", lake.dataset(dataset, snapshot))
+        for source in sources:
+            engine.register_lake(source)
         # The configured service-line names, as a table (values, never SQL text).
-        con.register("config_service_lines", service_lines_table(settings.service_lines))
-        variables = {
-            "lake_url": lake.location.url,
-            "lake_snapshot": snapshot.run_id,
-            "tz": settings.timezone,
-            "baseline_weeks": settings.baseline_weeks,
-            "min_baseline_weeks": settings.min_baseline_weeks,
-            "at_risk_ratio": settings.at_risk_ratio,
-            "at_risk_p_value": settings.at_risk_p_value,
-            "watch_ratio": settings.watch_ratio,
-            "as_of": as_of.astimezone(UTC).isoformat(),
-            "storage_version": WAREHOUSE_STORAGE_VERSION,
-        }
-        for name, value in variables.items():
-            con.execute(f"SET VARIABLE {name} = ?", [value])
-        for layer in LAYERS:
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")
-        for model in models:
-            started = time.monotonic()
-            try:
-                con.execute(f"CREATE TABLE {model.schema}.{_ident(model.name)} AS\n{model.sql}")
-                rows = con.execute(f"SELECT count(*) FROM {model.table}").fetchall()[0][0]
-            except duckdb.Error as exc:
-                raise BuildError(f"model {model.table} failed: {_first_line(exc)}") from None
-            result.rows[model.table] = rows
-            event(
-                "build.model",
-                model=model.table,
-                rows=rows,
-                seconds=round(time.monotonic() - started, 3),
-            )
-        if after_models is not None:
-            started = time.monotonic()
-            try:
-                after_models(con, settings)
-            except duckdb.Error as exc:
-                raise BuildError(f"the forecast step failed: {_first_line(exc)}") from None
-            event("build.forecasts", seconds=round(time.monotonic() - started, 3))
-        _comment(con, docs)
-        for table, name, query in _data_tests(docs, models_dir):
-            try:
-                bad = con.execute(f"SELECT * FROM ({query}) LIMIT 5").fetchall()
-                cols = [d[0] for d in con.description]
-            except duckdb.Error as exc:
-                raise BuildError(
-                    f"data test {name} on {table} could not run: {_first_line(exc)}"
-                ) from None
-            if bad:
-                sample = "; ".join(
-                    ", ".join(f"{c}={v}" for c, v in zip(cols, row, strict=True)) for row in bad[:3]
-                )
-                raise DataTestFailure(f"data test {name} failed on {table}: {sample}")
-            result.tests += 1
-        con.execute("CHECKPOINT")
+        engine.register_table("config_service_lines", service_lines_table(settings.service_lines))
+        run_models(engine, models, docs, variables, context, result, models_dir)
+        started = time.monotonic()
+        write_warehouse(path, engine, models, docs, sources, variables, settings)
+        event("build.warehouse", seconds=round(time.monotonic() - started, 3))
     finally:
-        con.close()
+        engine.close()
+        shutil.rmtree(scratch, ignore_errors=True)
     result.duration_s = time.monotonic() - t0
     return result
 
 
-def _comment(con: duckdb.DuckDBPyConnection, docs: dict[str, dict[str, Any]]) -> None:
+def write_warehouse(
+    path: Path,
+    engine: Engine,
+    models: list[Model],
+    docs: dict[str, dict[str, Any]],
+    sources: list[LakeSource],
+    variables: dict[str, object],
+    settings: BuildSettings,
+) -> None:
+    """The warehouse file: every ``table`` model's rows; for a local lake, the other models as
+    views over the snapshot's files (``lake_<dataset>`` views in ``main``), so that what is
+    not stored stays queryable; table, view and column comments from ``_schema.toml``."""
+    con = duckdb.connect(
+        str(path), config={"storage_compatibility_version": WAREHOUSE_STORAGE_VERSION}
+    )
+    try:
+        for layer in LAYERS:
+            con.execute(f"CREATE SCHEMA {layer}")
+        for model in models:
+            if model.materialized == "table":
+                data = engine.to_arrow(model.table)
+                con.register("__rows", data)
+                con.execute(f"CREATE TABLE {model.table} AS SELECT * FROM __rows")
+                con.unregister("__rows")
+        local = all(s.dataset is None for s in sources)
+        if local:
+            for source in sources:
+                files = ", ".join(_literal(f) for f in source.files)
+                select = (
+                    f"SELECT * FROM read_parquet([{files}], "
+                    f"hive_partitioning = {str(source.hive_partitioning).lower()})"
+                    if source.files
+                    else _empty_select(source.schema)
+                )
+                con.execute(f"CREATE VIEW lake_{source.name} AS {select}")
+                con.execute(
+                    f"COMMENT ON VIEW lake_{source.name} IS "
+                    + _literal(
+                        f"The lake's {source.name} dataset as of snapshot "
+                        f"{variables['lake_snapshot']} (its Parquet files, listed by the Delta "
+                        "log; a view: it fails once the snapshot is vacuumed)."
+                    )
+                )
+            for model in models:
+                if model.materialized != "table":
+                    con.execute(
+                        f"CREATE VIEW {model.table} AS\n" + bind(model.sql, variables, model.table)
+                    )
+        else:
+            event("build.views_skipped", reason="the lake is on object storage")
+        _comment(con, docs, settings, {m.table: m.materialized for m in models}, local)
+        con.execute("CHECKPOINT")
+    except duckdb.Error as exc:
+        raise BuildError(f"cannot write the warehouse {path.name}: {_first_line(exc)}") from None
+    finally:
+        con.close()
+
+
+def _empty_select(schema: pa.Schema | None) -> str:
+    assert schema is not None
+    cols = ", ".join(
+        f"NULL::{_DUCKDB_TYPES.get(str(f.type), 'VARCHAR')} AS {_ident(f.name)}" for f in schema
+    )
+    return f"SELECT {cols} WHERE false"
+
+
+_DUCKDB_TYPES = {
+    "string": "VARCHAR",
+    "large_string": "VARCHAR",
+    "int64": "BIGINT",
+    "int32": "INTEGER",
+    "double": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
+    "timestamp[us]": "TIMESTAMP",
+}
+
+
+def _comment(
+    con: duckdb.DuckDBPyConnection,
+    docs: dict[str, dict[str, Any]],
+    settings: BuildSettings,
+    kinds: dict[str, str],
+    views_kept: bool,
+) -> None:
     for table, entry in docs.items():
+        stored = kinds.get(table) == "table"
+        if not stored and not views_kept:
+            continue
         schema, name = table.split(".")
         target = f"{schema}.{_ident(name)}"
+        kind = "TABLE" if stored else "VIEW"
         if "description" in entry:
-            con.execute(f"COMMENT ON TABLE {target} IS {_literal(entry['description'])}")
-        existing = {
-            r[0]
-            for r in con.execute(
-                "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?",
-                [schema, name],
-            ).fetchall()
-        }
+            text = document(entry["description"], settings.model, settings.health)
+            con.execute(f"COMMENT ON {kind} {target} IS {_literal(text)}")
         for col, text in entry.get("columns", {}).items():
-            if col not in existing:
-                raise BuildError(f"_schema.toml documents {table}.{col}, which the model lacks")
+            text = document(text, settings.model, settings.health)
             con.execute(f"COMMENT ON COLUMN {target}.{_ident(col)} IS {_literal(text)}")
 
 
@@ -406,22 +702,13 @@ def remove_leftovers(data_dir: Path) -> list[Path]:
     return removed
 
 
-def build(
-    settings: BuildSettings,
-    *,
-    lock: bool = True,
-    after_models: Callable[[duckdb.DuckDBPyConnection, BuildSettings], None] | None = None,
-) -> BuildResult:
+def build(settings: BuildSettings, *, lock: bool = True) -> BuildResult:
     """``velocity build``: build a new warehouse from the current lake and swap it in."""
     data_dir = settings.data_dir
     if data_dir.exists() and not data_dir.is_dir():
         raise ConfigError(f"--data-dir {data_dir} is a file, not a directory")
     if not data_dir.is_dir() and settings.lake is None:
         raise BuildError(f"no lake in {data_dir}: run 'velocity extract' first")
-    if after_models is None:
-        from scrums_velocity.models.forecast import build_forecasts
-
-        after_models = build_forecasts
     ctx = data_dir_lock(data_dir, "velocity build") if lock else contextlib.nullcontext()
     with ctx:
         remove_leftovers(data_dir)
@@ -446,11 +733,11 @@ def build(
             "build.start",
             lake=str(lake.location),
             snapshot=snapshot.run_id,
-            timezone=settings.timezone,
-            baseline_weeks=settings.baseline_weeks,
+            timezone=settings.model.timezone,
+            baseline_weeks=settings.model.baseline_weeks,
         )
         try:
-            result = build_into(tmp, lake, snapshot, settings, after_models=after_models)
+            result = build_into(tmp, lake, snapshot, settings)
             fd = os.open(tmp, os.O_RDONLY)
             try:
                 os.fsync(fd)

@@ -2,8 +2,18 @@
 -- project (tasks count for their current LIN), in local time, numbered per task, each with the
 -- time of the task's next change (null for its latest).
 with history as (
-    select distinct * from staging.stg_task_history
+    select distinct task_id, changed_at, from_status, to_status, changed_by
+    from staging.stg_task_history
     where change = 'status' and changed_at <= getvariable('as_of')::timestamptz
+),
+
+numbered as (
+    select
+        *,
+        row_number() over per_task as entry_no,
+        lead(changed_at) over per_task as next_changed_at
+    from history
+    window per_task as (partition by task_id order by changed_at, from_status, to_status)
 ),
 
 tasks as (
@@ -12,29 +22,22 @@ tasks as (
     where missing_since is null
 ),
 
-joined as (
+final as (
     select
-        history.task_id,
+        numbered.task_id,
         tasks.workspace_id,
         tasks.service_line_id,
         tasks.project_id,
-        history.changed_at,
-        timezone(getvariable('tz'), history.changed_at) as changed_local,
-        history.from_status,
-        history.to_status,
-        history.changed_by,
-        coalesce(starts_with(history.changed_by, 'AGT-'), false) as by_agent
-    from history
+        numbered.changed_at,
+        timezone(getvariable('tz'), numbered.changed_at) as changed_local,
+        numbered.from_status,
+        numbered.to_status,
+        numbered.changed_by,
+        coalesce(starts_with(numbered.changed_by, 'AGT-'), false) as by_agent,
+        numbered.entry_no,
+        numbered.next_changed_at
+    from numbered
     inner join tasks using (task_id)
-),
-
-final as (
-    select
-        *,
-        row_number() over per_task as entry_no,
-        lead(changed_at) over per_task as next_changed_at
-    from joined
-    window per_task as (partition by task_id order by changed_at, from_status, to_status)
 )
 
 select * from final

@@ -14,6 +14,14 @@ tasks as (
     where stg_tasks.created_at <= bounds.as_of
 ),
 
+-- Only tasks changed after as_of need their state then rebuilt (none when as_of is the latest
+-- extraction): versions and history are read for those alone.
+changed as (
+    select tasks.task_id
+    from tasks, bounds
+    where tasks.updated_at > bounds.as_of
+),
+
 versions as (
     select
         stg_task_versions.task_id,
@@ -25,6 +33,7 @@ versions as (
         stg_task_versions.updated_at
     from staging.stg_task_versions, bounds
     where stg_task_versions.updated_at <= bounds.as_of
+        and stg_task_versions.task_id in (select changed.task_id from changed)
     qualify row_number() over (
         partition by stg_task_versions.task_id
         order by stg_task_versions.updated_at desc, stg_task_versions.extracted_at desc
@@ -41,6 +50,7 @@ status_then as (
         count(*) filter (where history.changed_at <= bounds.as_of) as entries
     from staging.stg_task_history as history, bounds
     where history.change = 'status'
+        and history.task_id in (select changed.task_id from changed)
     group by history.task_id
 ),
 

@@ -10,4 +10,5 @@ select
     getvariable('lake_url')::varchar as lake_url,
     getvariable('lake_snapshot')::varchar as lake_snapshot,
     getvariable('storage_version')::varchar as storage_version,
-    now() as built_at
+    getvariable('engine')::varchar as engine,
+    getvariable('built_at')::timestamptz as built_at

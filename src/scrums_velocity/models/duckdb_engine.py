@@ -1,0 +1,147 @@
+"""The DuckDB engine: the default, one process, in memory with spilling to a scratch folder.
+
+The whole graph runs in an in-memory database; nothing is written while models run, so views
+cost nothing until read and temporary tables never reach a file. The runner then copies the
+``table`` models into the warehouse file (see ``runner.write_warehouse``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from scrums_velocity.errors import BuildError
+from scrums_velocity.models.engine import LakeSource, Materialized, PartitionFunction
+
+_TABLE = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
+
+
+def _name(table: str) -> str:
+    if not _TABLE.match(table):
+        raise BuildError(f"not a plain table name: {table!r}")
+    return table
+
+
+def first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class DuckDBEngine:
+    name = "duckdb"
+
+    def __init__(self, *, threads: int, memory_limit: str, scratch: Path) -> None:
+        self.con = duckdb.connect(
+            config={
+                "threads": int(threads),
+                "memory_limit": memory_limit,
+                # spills of an in-memory database go here (the data dir's, removed after)
+                "temp_directory": str(scratch),
+                "preserve_insertion_order": False,
+            }
+        )
+        self._arrow: dict[str, object] = {}  # keeps registered Arrow objects alive
+        for schema in ("staging", "intermediate", "marts"):
+            self.con.execute(f"CREATE SCHEMA {schema}")
+
+    def register_lake(self, source: LakeSource) -> None:
+        view = _name(f"lake_{source.name}")
+        if source.dataset is not None:
+            self._register(view, source.dataset)
+        elif source.files:
+            self.con.execute(f"SET VARIABLE {view}_files = ?", [list(source.files)])
+            self.con.execute(
+                f"CREATE VIEW {view} AS SELECT * FROM read_parquet("
+                f"getvariable('{view}_files'), "
+                f"hive_partitioning = {str(source.hive_partitioning).lower()})"
+            )
+        else:
+            assert source.schema is not None, source.name
+            self._register(view, source.schema.empty_table())
+
+    def register_table(self, name: str, data: pa.Table) -> None:
+        self._register(_name(name), data)
+
+    def _register(self, name: str, data: object) -> None:
+        self._arrow[name] = data
+        self.con.register(name, data)
+
+    def create(self, table: str, sql: str, materialized: Materialized) -> None:
+        kind = "VIEW" if materialized == "view" else "TABLE"
+        self._run(table, f"CREATE {kind} {_name(table)} AS\n{sql}")
+
+    def create_python(
+        self,
+        table: str,
+        inputs: Sequence[str],
+        partition_by: str | None,
+        function: PartitionFunction,
+        schema: pa.Schema,
+        materialized: Materialized,
+    ) -> None:
+        frames = {name: self.to_arrow(name) for name in inputs}
+        if partition_by is None:
+            parts = [function(frames)]
+        else:
+            keys = sorted(
+                {k for f in frames.values() for k in f.column(partition_by).to_pylist()},
+                key=lambda k: (k is None, k),
+            )
+            split = {
+                name: pl.from_arrow(frame).partition_by(partition_by, as_dict=True)
+                for name, frame in frames.items()
+            }
+            parts = []
+            for key in keys:
+                own = {
+                    name: split[name][(key,)].to_arrow()
+                    if (key,) in split[name]
+                    else frames[name].schema.empty_table()
+                    for name in inputs
+                }
+                parts.append(function(own))
+        rows = pa.concat_tables([p.select(schema.names).cast(schema) for p in parts] or [])
+        if not parts:
+            rows = schema.empty_table()
+        self._register(f"__{table.replace('.', '__')}", rows)
+        self._run(
+            table, f"CREATE TABLE {_name(table)} AS SELECT * FROM __{table.replace('.', '__')}"
+        )
+
+    def count(self, table: str) -> int:
+        return int(self._fetch(table, f"SELECT count(*) FROM {_name(table)}")[0][0])
+
+    def to_arrow(self, table: str) -> pa.Table:
+        try:
+            return self.con.sql(f"SELECT * FROM {_name(table)}").to_arrow_table()
+        except duckdb.Error as exc:
+            raise BuildError(f"cannot read {table}: {first_line(exc)}") from None
+
+    def rows(self, sql: str, limit: int) -> tuple[list[str], list[tuple]]:
+        try:
+            cursor = self.con.execute(f"SELECT * FROM ({sql}) LIMIT {int(limit)}")
+            rows = cursor.fetchall()
+        except duckdb.Error as exc:
+            raise BuildError(first_line(exc)) from None
+        return [d[0] for d in cursor.description or ()], rows
+
+    def _run(self, table: str, statement: str) -> None:
+        try:
+            self.con.execute(statement)
+        except duckdb.Error as exc:
+            raise BuildError(f"model {table} failed: {first_line(exc)}") from None
+
+    def _fetch(self, table: str, sql: str) -> list[tuple]:
+        try:
+            return self.con.execute(sql).fetchall()
+        except duckdb.Error as exc:
+            raise BuildError(f"model {table} failed: {first_line(exc)}") from None
+
+    def close(self) -> None:
+        self.con.close()
+        self._arrow.clear()
