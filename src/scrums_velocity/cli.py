@@ -156,6 +156,9 @@ def build_cmd(
     timezone: str | None = typer.Option(None, help="IANA time zone of weeks and days [UTC]."),
     baseline_weeks: int | None = typer.Option(None, min=1, help="K: weeks in a baseline [12]."),
     as_of: str | None = typer.Option(None, help="Reference time, ISO (default: last extraction)."),
+    profile: Path | None = typer.Option(
+        None, help="Write each computed model's query profile (JSON) into this folder."
+    ),
     config: Path | None = typer.Option(None, "--config", "-c", help="velocity.toml to use."),
     log_json: bool = typer.Option(False, "--log-json", help="Log JSON lines instead of text."),
 ) -> None:
@@ -175,7 +178,7 @@ def build_cmd(
     )
     revalidate(cfg)  # the flags are checked like the file's values
     settings = BuildSettings.from_config(
-        cfg, as_of=_parse_time(as_of, "--as-of"), snapshot=snapshot
+        cfg, as_of=_parse_time(as_of, "--as-of"), snapshot=snapshot, profile=profile
     )
     result = build(settings)
     typer.echo(result.summary())

@@ -106,3 +106,22 @@ def test_shell_is_found_on_path_when_not_beside_the_interpreter(warehouse, monke
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(CLI.parent))
     assert shell_argv(warehouse)[0] == shutil.which("duckdb")
+
+
+def test_the_1x_cli_reads_the_views_over_the_lake(warehouse):
+    """What the warehouse does not store (staging, intermediates) it keeps as views over the
+    snapshot's Parquet files, with the build's parameters written into them."""
+    path = warehouse / "warehouse.duckdb"
+    r = _cli(
+        "-readonly",
+        "-csv",
+        "-noheader",
+        "-cmd",
+        "SET search_path = 'marts,main'",
+        str(path),
+        "select count(*) from staging.stg_tasks; "
+        "select task_id, outcome from intermediate.int_task_completions; "
+        "select count(*) from lake_task_history",
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["2", "TSK-26-000001,done", "1"]

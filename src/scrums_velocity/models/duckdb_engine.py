@@ -35,7 +35,10 @@ def first_line(exc: Exception) -> str:
 class DuckDBEngine:
     name = "duckdb"
 
-    def __init__(self, *, threads: int, memory_limit: str, scratch: Path) -> None:
+    def __init__(
+        self, *, threads: int, memory_limit: str, scratch: Path, profile: Path | None = None
+    ) -> None:
+        self.profile = profile  # a folder: each computed model's EXPLAIN ANALYZE, as JSON
         self.con = duckdb.connect(
             config={
                 "threads": int(threads),
@@ -73,7 +76,17 @@ class DuckDBEngine:
 
     def create(self, table: str, sql: str, materialized: Materialized) -> None:
         kind = "VIEW" if materialized == "view" else "TABLE"
-        self._run(table, f"CREATE {kind} {_name(table)} AS\n{sql}")
+        profiled = self.profile is not None and kind == "TABLE"
+        if profiled:
+            assert self.profile is not None
+            self.profile.mkdir(parents=True, exist_ok=True)
+            self.con.execute("SET enable_profiling = 'json'")
+            self.con.execute("SET profiling_output = ?", [str(self.profile / f"{table}.json")])
+        try:
+            self._run(table, f"CREATE {kind} {_name(table)} AS\n{sql}")
+        finally:
+            if profiled:
+                self.con.execute("PRAGMA disable_profiling")
 
     def create_python(
         self,

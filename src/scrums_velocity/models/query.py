@@ -69,6 +69,12 @@ def run_query(
                 return [], []
             columns = [d[0] for d in cursor.description]
             rows = cursor.fetchmany(limit) if limit else cursor.fetchall()
+        except duckdb.PermissionException as exc:
+            raise ConfigError(
+                f"query failed: {_first_line(exc)}. staging.*, intermediate.* and lake_* are "
+                "views over the lake's files, which this sandbox does not open: query the marts "
+                "here, or those views with 'velocity shell' (the DuckDB CLI) or DuckDB itself"
+            ) from None
         except duckdb.Error as exc:
             raise ConfigError(f"query failed: {_first_line(exc)}") from None
     finally:

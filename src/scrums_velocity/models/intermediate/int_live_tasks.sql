@@ -10,7 +10,11 @@ with tasks as (
 ),
 
 first_change as (
-    select task_id, from_status as first_from_status, changed_at as first_changed_at
+    select
+        task_id,
+        from_status as first_from_status,
+        changed_at as first_changed_at,
+        changed_local as first_changed_local
     from intermediate.int_task_status_changes
     where entry_no = 1
 ),
@@ -20,6 +24,7 @@ final as (
         tasks.*,
         coalesce(first_change.first_from_status, tasks.status) as initial_status,
         first_change.first_changed_at,
+        first_change.first_changed_local,
         timezone(getvariable('tz'), tasks.created_at) as created_local,
         tasks.status in ('backlog', 'in_progress', 'in_review') as is_open
     from tasks

@@ -1,18 +1,25 @@
 -- Status changes of live tasks made by as_of, deduplicated, joined to the task's current service line and
 -- project (tasks count for their current LIN), in local time, numbered per task, each with the
--- time of the task's next change (null for its latest).
+-- time of the task's next change (null for its latest), in UTC and local time.
 with history as (
     select distinct task_id, changed_at, from_status, to_status, changed_by
     from staging.stg_task_history
     where change = 'status' and changed_at <= getvariable('as_of')::timestamptz
 ),
 
+localised as (
+    -- each instant converted to local time once, here (the conversion is the costly part)
+    select *, timezone(getvariable('tz'), changed_at) as changed_local
+    from history
+),
+
 numbered as (
     select
         *,
         row_number() over per_task as entry_no,
-        lead(changed_at) over per_task as next_changed_at
-    from history
+        lead(changed_at) over per_task as next_changed_at,
+        lead(changed_local) over per_task as next_changed_local
+    from localised
     window per_task as (partition by task_id order by changed_at, from_status, to_status)
 ),
 
@@ -29,13 +36,14 @@ final as (
         tasks.service_line_id,
         tasks.project_id,
         numbered.changed_at,
-        timezone(getvariable('tz'), numbered.changed_at) as changed_local,
+        numbered.changed_local,
         numbered.from_status,
         numbered.to_status,
         numbered.changed_by,
         coalesce(starts_with(numbered.changed_by, 'AGT-'), false) as by_agent,
         numbered.entry_no,
-        numbered.next_changed_at
+        numbered.next_changed_at,
+        numbered.next_changed_local
     from numbered
     inner join tasks using (task_id)
 )

@@ -1,18 +1,19 @@
 -- Each live task's life as status intervals [valid_from, valid_to): its initial status from
 -- creation to the first change, then each change's "to" status until the next change (valid_to
 -- is null while it lasts). The status at time t is the interval containing t: the "to" of the
--- last change at or before t, else the initial status.
+-- last change at or before t, else the initial status. valid_from_local and valid_to_local are the
+-- same instants in local time (build_info.timezone).
 with tasks as (
     select
-        task_id, workspace_id, service_line_id, project_id, created_at, initial_status,
-        first_changed_at
+        task_id, workspace_id, service_line_id, project_id, created_at, created_local,
+        initial_status, first_changed_at, first_changed_local
     from intermediate.int_live_tasks
 ),
 
 changes as (
     select
         task_id, workspace_id, service_line_id, project_id, entry_no, to_status,
-        changed_at, next_changed_at
+        changed_at, next_changed_at, changed_local, next_changed_local
     from intermediate.int_task_status_changes
 ),
 
@@ -23,6 +24,8 @@ final as (
         initial_status as status,
         created_at as valid_from,
         first_changed_at as valid_to,
+        created_local as valid_from_local,
+        first_changed_local as valid_to_local,
         workspace_id,
         service_line_id,
         project_id
@@ -34,6 +37,8 @@ final as (
         to_status as status,
         changed_at as valid_from,
         next_changed_at as valid_to,
+        changed_local as valid_from_local,
+        next_changed_local as valid_to_local,
         workspace_id,
         service_line_id,
         project_id

@@ -17,9 +17,9 @@ tasks as (
 -- Only tasks changed after as_of need their state then rebuilt (none when as_of is the latest
 -- extraction): versions and history are read for those alone.
 changed as (
-    select tasks.task_id
-    from tasks, bounds
-    where tasks.updated_at > bounds.as_of
+    select stg_tasks.task_id
+    from staging.stg_tasks, bounds
+    where stg_tasks.created_at <= bounds.as_of and stg_tasks.updated_at > bounds.as_of
 ),
 
 versions as (

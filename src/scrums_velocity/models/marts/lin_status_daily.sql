@@ -6,8 +6,8 @@ with intervals as (
         service_line_id,
         status,
         -- counted on day d when valid_from <= end of d < valid_to (end of d = next midnight)
-        cast(timezone(getvariable('tz'), valid_from) - interval 1 microsecond as date) as first_day,
-        cast(timezone(getvariable('tz'), valid_to) - interval 1 microsecond as date) as end_day
+        cast(valid_from_local - interval 1 microsecond as date) as first_day,
+        cast(valid_to_local - interval 1 microsecond as date) as end_day
     from intermediate.int_task_status_intervals
     where service_line_id is not null
 ),

@@ -3,11 +3,7 @@
 -- done/cancelled, updated_at without one); reopened the transitions out of done it counts;
 -- moved_in and moved_out the changes of a task's service line between two states the lake saw
 -- (task_versions and the task's state at as_of), at the later state's updated_at.
-with tasks as (
-    select * from intermediate.int_live_tasks
-),
-
-bounds as (
+with bounds as (
     select
         getvariable('as_of')::timestamptz as as_of,
         date_trunc('week', timezone(getvariable('tz'), getvariable('as_of')::timestamptz))::date
@@ -43,20 +39,31 @@ reopens as (
 ),
 
 states as (
-    select task_id, service_line_id, updated_at
+    -- one row per (task, updated_at): stg_task_versions' unique test holds the build to it
+    select stg_task_versions.task_id, stg_task_versions.service_line_id, stg_task_versions.updated_at
     from staging.stg_task_versions, bounds
     where stg_task_versions.updated_at <= bounds.as_of
-    qualify row_number() over (
-        partition by task_id, updated_at order by extracted_at desc
-    ) = 1
+),
+
+movers as (
+    -- only a task once seen in another service line than its current one can have moved
+    select distinct states.task_id
+    from states
+    inner join intermediate.int_live_tasks as live using (task_id)
+    where states.service_line_id is distinct from live.service_line_id
 ),
 
 all_states as (
     -- the task's state at as_of last, so a move seen only in the latest state counts too
-    select task_id, service_line_id, updated_at from states
-    where updated_at < (select t.updated_at from tasks as t where t.task_id = states.task_id)
+    select states.task_id, states.service_line_id, states.updated_at
+    from states
+    inner join movers using (task_id)
+    inner join intermediate.int_live_tasks as live using (task_id)
+    where states.updated_at < live.updated_at
     union all
-    select task_id, service_line_id, updated_at from tasks
+    select live.task_id, live.service_line_id, live.updated_at
+    from intermediate.int_live_tasks as live
+    inner join movers using (task_id)
 ),
 
 transitions as (
@@ -67,7 +74,6 @@ transitions as (
         updated_at as moved_at,
         row_number() over (partition by task_id order by updated_at) as state_no
     from all_states
-    where task_id in (select task_id from tasks)
 ),
 
 moves as (
@@ -127,7 +133,7 @@ final as (
         tasks.external_url
     from events
     cross join bounds
-    inner join tasks using (task_id)
+    inner join intermediate.int_live_tasks as tasks using (task_id)
     left join staging.stg_service_lines as names
         on names.service_line_id = events.service_line_id
 )

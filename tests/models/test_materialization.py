@@ -1,0 +1,188 @@
+"""What the build stores and what it keeps as views, and how a model declares it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from scrums_velocity.errors import BuildError, ConfigError
+from scrums_velocity.lake import open_lake
+from scrums_velocity.models.query import run_query
+from scrums_velocity.models.runner import (
+    MODELS_DIR,
+    BuildSettings,
+    build,
+    build_into,
+    discover,
+    load_schema_docs,
+)
+from tests.models.lakes import one_done_task
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    data_dir = one_done_task().write(tmp_path_factory.mktemp("mat"))
+    build(BuildSettings(data_dir=data_dir))
+    return data_dir
+
+
+def test_every_model_declares_its_materialization_and_python_models_are_in_the_graph():
+    docs = load_schema_docs()
+    models = {m.table: m for m in discover()}
+    assert {m.materialized for m in models.values()} == {"view", "temp", "table"}
+    for table, model in models.items():
+        assert docs[table]["materialized"] == model.materialized
+        if table.startswith("marts."):
+            assert model.materialized == "table", table
+    forecast = models["marts.lin_forecast"]
+    assert forecast.is_python
+    assert forecast.refs() == {"intermediate.int_lin_daily_throughput", "marts.lin_status_daily"}
+    order = list(models)
+    assert order.index("marts.lin_status_daily") < order.index("marts.lin_forecast")
+
+
+def test_the_warehouse_stores_the_marts_and_keeps_the_rest_as_documented_views(built):
+    con = duckdb.connect(str(built / "warehouse.duckdb"), read_only=True)
+    tables = {
+        f"{s}.{t}"
+        for s, t in con.execute("select schema_name, table_name from duckdb_tables()").fetchall()
+    }
+    models = {m.table: m.materialized for m in discover()}
+    assert tables == {t for t, kind in models.items() if kind == "table"}
+    views = dict(
+        con.execute(
+            "select schema_name || '.' || view_name, comment from duckdb_views() where not internal"
+        ).fetchall()
+    )
+    assert set(views) == {t for t, kind in models.items() if kind != "table"} | {
+        f"main.lake_{d}" for d in ("tasks", "task_versions", "task_history", "rejects", "runs")
+    }
+    assert views["intermediate.int_task_completions"].startswith("Live tasks whose current status")
+    # the views read the snapshot's files and stand alone: no build variable is left in them
+    sql = con.execute(
+        "select sql from duckdb_views() where view_name = 'int_task_status_changes'"
+    ).fetchall()[0][0]
+    assert "getvariable" not in sql
+    assert con.execute("select count(*) from intermediate.int_task_status_changes").fetchall() == [
+        (1,)
+    ]
+    assert con.execute("select task_id, outcome from marts.task_completions").fetchall() == [
+        ("TSK-26-000001", "done")
+    ]
+
+
+def test_the_query_sandbox_explains_that_lake_views_need_the_shell(built):
+    with pytest.raises(ConfigError, match="views over the lake's files") as err:
+        run_query(built, "select count(*) from staging.stg_tasks")
+    assert "velocity shell" in str(err.value)
+
+
+def _models_dir(tmp_path: Path, py_model: str, schema_toml: str) -> Path:
+    """A models folder of one staging view and one Python mart."""
+    root = tmp_path / "models"
+    (root / "staging").mkdir(parents=True)
+    (root / "marts").mkdir()
+    shutil.copy(MODELS_DIR / "staging" / "stg_tasks.sql", root / "staging")
+    (root / "staging" / "_schema.toml").write_text('[stg_tasks]\nmaterialized = "view"\n')
+    (root / "marts" / "per_line.py").write_text(py_model)
+    (root / "marts" / "_schema.toml").write_text(schema_toml)
+    return root
+
+
+PER_LINE = """
+import pyarrow as pa
+import polars as pl
+
+INPUTS = ("staging.stg_tasks",)
+PARTITION_BY = "service_line_id"
+SCHEMA = pa.schema([("service_line_id", pa.string()), ("tasks", pa.int64()), ("seed", pa.int64())])
+
+
+def model(inputs, context):
+    rows = pl.from_arrow(inputs["staging.stg_tasks"])
+    assert rows["service_line_id"].n_unique() == 1  # one service line per call
+    return pl.DataFrame(
+        {"service_line_id": [rows["service_line_id"][0]], "tasks": [rows.height],
+         "seed": [context.model.forecast_seed]}
+    )
+"""
+
+
+def _build(models_dir: Path, tmp_path: Path) -> duckdb.DuckDBPyConnection:
+    lake = one_done_task()
+    lake.task("TSK-26-000002", "LIN-26-000002", "2026-01-05 09:00", "backlog")
+    lake.task("TSK-26-000003", "LIN-26-000002", "2026-01-05 10:00", "backlog")
+    data_dir = lake.write(tmp_path / "data")
+    opened = open_lake(data_dir)
+    target = tmp_path / "w.duckdb"
+    build_into(target, opened, opened.head(), BuildSettings(data_dir), models_dir=models_dir)
+    return duckdb.connect(str(target), read_only=True)
+
+
+def test_a_python_model_runs_once_per_partition_with_the_build_settings(tmp_path):
+    root = _models_dir(
+        tmp_path,
+        PER_LINE,
+        '[per_line]\nmaterialized = "table"\nunique = [["service_line_id"]]\n'
+        '[per_line.columns]\ntasks = "Tasks of the line."\n',
+    )
+    con = _build(root, tmp_path)
+    rows = con.execute("select * from marts.per_line order by 1").fetchall()
+    assert rows == [("LIN-26-000001", 1, 7), ("LIN-26-000002", 2, 7)]
+    comment = con.execute(
+        "select comment from duckdb_columns() where table_name = 'per_line' and column_name = 'tasks'"
+    ).fetchall()
+    assert comment == [("Tasks of the line.",)]
+
+
+@pytest.mark.parametrize(
+    ("py_model", "schema_toml", "message"),
+    [
+        (
+            PER_LINE.replace("rows.height", "rows.height // 0 if rows.height > 1 else 1"),
+            '[per_line]\nmaterialized = "table"\n',
+            "model marts.per_line failed: ZeroDivisionError",
+        ),
+        (
+            PER_LINE.replace('INPUTS = ("staging.stg_tasks",)', ""),
+            '[per_line]\nmaterialized = "table"\n',
+            "model marts.per_line: INPUTS must be a tuple of schema.table names",
+        ),
+        (
+            PER_LINE.replace('"staging.stg_tasks",', '"staging.stg_nothing",'),
+            '[per_line]\nmaterialized = "table"\n',
+            "model marts.per_line reads staging.stg_nothing, which no model builds",
+        ),
+        (
+            PER_LINE,
+            "[per_line]\n",
+            "model marts.per_line: declare materialized = 'view' | 'temp' | 'table' in "
+            "marts/_schema.toml",
+        ),
+        (PER_LINE, '[per_line]\nmaterialized = "view"\n', "a Python model is materialized as"),
+        ("import nonexistent_module\n", '[per_line]\nmaterialized = "table"\n', "cannot be loaded"),
+    ],
+)
+def test_a_broken_python_model_is_named_in_one_line(tmp_path, py_model, schema_toml, message):
+    root = _models_dir(tmp_path, py_model, schema_toml)
+    with pytest.raises(BuildError) as err:
+        _build(root, tmp_path)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_profile_writes_each_computed_models_query_plan(tmp_path):
+    import json
+
+    data_dir = one_done_task().write(tmp_path / "data")
+    build(BuildSettings(data_dir=data_dir, profile=tmp_path / "profile"))
+    computed = {m.table for m in discover() if m.materialized != "view" and not m.is_python}
+    files = {p.stem for p in (tmp_path / "profile").glob("*.json")}
+    assert files == computed
+    plan = json.loads(
+        (tmp_path / "profile" / "intermediate.int_task_status_changes.json").read_text()
+    )
+    assert "WINDOW" in json.dumps(plan["operator"])
