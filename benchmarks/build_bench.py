@@ -1,11 +1,15 @@
-"""Model-build benchmark (prints figures; asserts nothing).
+"""Model-build benchmark (prints figures and ratios; asserts nothing).
 
 Generates lakes of 100,000 and 1,000,000 tasks (review rework raised so there are about 5 history
-entries per task), then builds the warehouse from each in a fresh child process and prints the
-wall time and the child's peak RSS. Targets: 1,000,000 tasks in under 30 s and under 4 GB on
-2 cores, and no more than 12x the 100,000-task time.
+entries per task). For each, in fresh child processes and in the same run: the essential query
+(weekly completions per service line: one DuckDB query joining tasks and their history, read
+from the lake's files as the build reads them) and `velocity build`, each with its wall time
+and peak RSS, their ratio, and the warehouse file's size. Targets (issue 12) at 1M tasks on 2
+cores: build <= 10x the essential query, peak RSS <= 1.5 GB, warehouse <= 150 MB.
 
-    .venv/bin/python benchmarks/build_bench.py [--sizes 100000,1000000]
+    .venv/bin/python benchmarks/build_bench.py [--sizes 100000,1000000] [--keep DIR]
+
+`--keep DIR` generates the lakes into DIR once and reuses them on later runs.
 """
 
 from __future__ import annotations
@@ -26,6 +30,16 @@ def make_lake(tasks: int, work: Path) -> tuple[Path, int, float]:
     """Generate and write the lake in a child process: a parent grown to gigabytes by the
     generator would show up in the build child's peak RSS (it is counted from the fork)."""
     data_dir = work / f"lake-{tasks}"
+    if (data_dir / "lake").is_dir():  # kept from an earlier run (--keep)
+        code = (
+            "import sys; from pathlib import Path; from scrums_velocity.lake import open_lake\n"
+            "lake = open_lake(Path(sys.argv[1])); "
+            "print(lake.dataset('task_history', lake.head()).count_rows())\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(data_dir)], capture_output=True, text=True, check=True
+        ).stdout
+        return data_dir, int(out.strip()), 0.0
     code = (
         "import sys; from datetime import datetime, UTC; from pathlib import Path\n"
         "from scrums_velocity.api_server import generate\n"
@@ -41,43 +55,84 @@ def make_lake(tasks: int, work: Path) -> tuple[Path, int, float]:
     return data_dir, int(out.strip()), time.perf_counter() - t0
 
 
-def build_in_child(data_dir: Path) -> tuple[float, float, str]:
-    cmd = [sys.executable, "-m", "scrums_velocity", "build", "--data-dir", str(data_dir)]
+# The essential computation: done tasks per service line and week of their last transition
+# into done (updated_at without one), from the same files the build reads (the file list from
+# the Delta log, as in the build).
+ESSENTIAL = r"""
+import sys, duckdb
+from pathlib import Path
+from scrums_velocity.lake import open_lake
+lake = open_lake(Path(sys.argv[1])); snap = lake.head()
+con = duckdb.connect(config={"threads": 2})
+con.execute("SET VARIABLE tasks = ?", [lake.local_files("tasks", snap)])
+con.execute("SET VARIABLE history = ?", [lake.local_files("task_history", snap)])
+rows = con.execute(
+    "with done as ("
+    "  select task_id, max(\"at\") as closed_at"
+    "  from read_parquet(getvariable('history'), hive_partitioning = true)"
+    "  where change = 'status' and to_value = 'done' group by task_id)"
+    " select t.service_line_id,"
+    "  date_trunc('week', coalesce(done.closed_at, t.updated_at)) as week, count(*) as completed"
+    " from read_parquet(getvariable('tasks'), hive_partitioning = true) as t"
+    " left join done on done.task_id = t.id where t.status = 'done' group by all"
+).fetchall()
+print(len(rows), "LIN-weeks")
+"""
+
+
+def run_child(cmd: list[str]) -> tuple[float, float, str]:
+    """Wall time, peak RSS (MiB) and first output line of a fresh process."""
     t0 = time.perf_counter()
+
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - t0
     if status != 0:
-        raise SystemExit(f"build of {data_dir} failed (status {status})")
-    return elapsed, usage.ru_maxrss / 1024, out.splitlines()[0]
+        raise SystemExit(f"{' '.join(cmd[:4])} failed (status {status})")
+    return elapsed, usage.ru_maxrss / 1024, (out.splitlines() or [""])[0]
+
+
+def essential_in_child(data_dir: Path) -> tuple[float, float, str]:
+    return run_child([sys.executable, "-c", ESSENTIAL, str(data_dir)])
+
+
+def build_in_child(data_dir: Path, *extra: str) -> tuple[float, float, str]:
+    cmd = [sys.executable, "-m", "scrums_velocity", "build", "--data-dir", str(data_dir)]
+    return run_child([*cmd, *extra])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="100000,1000000")
+    ap.add_argument("--keep", type=Path, help="generate lakes here once and reuse them")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    work = Path(tempfile.mkdtemp(prefix="build-bench-"))
-    print(f"# build benchmark on {os.cpu_count()} cores (each build in a fresh process)")
-    times = {}
+    work = args.keep or Path(tempfile.mkdtemp(prefix="build-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"# build benchmark on {os.cpu_count()} cores (each query and build in a fresh process)")
     for n in sizes:
         data_dir, history, gen_s = make_lake(n, work)
-        wall, rss, summary = build_in_child(data_dir)
-        times[n] = wall
         size = sum(p.stat().st_size for p in (data_dir / "lake").resolve().rglob("*.parquet"))
+        made = f"generated in {gen_s:.1f} s" if gen_s else "reused"
         print(
             f"{n:>9} tasks  {history:>9} history rows ({history / n:.1f}/task)  "
-            f"lake {size / 2**20:.0f} MiB (generated in {gen_s:.1f} s)  "
-            f"build wall={wall:.1f}s peak_rss={rss:.0f} MiB"
+            f"lake {size / 2**20:.0f} MiB ({made})"
         )
-        print(f"          {summary[:160]}")
-    if len(sizes) == 2:
-        small, big = sizes
+        essential = min(essential_in_child(data_dir) for _ in range(3))  # the best of 3
+        wall, rss, summary = build_in_child(data_dir)
+        warehouse = (data_dir / "warehouse.duckdb").stat().st_size
         print(
-            f"scaling: {big // small}x the tasks -> {times[big] / times[small]:.1f}x the time "
-            f"(target <= 12x); 1M target: < 30 s and < 4096 MiB"
+            f"          essential query: wall={essential[0]:.2f}s peak_rss={essential[1]:.0f} MiB"
+            f" ({essential[2]})"
         )
+        print(
+            f"          velocity build:  wall={wall:.2f}s peak_rss={rss:.0f} MiB  "
+            f"warehouse {warehouse / 1e6:.0f} MB"
+        )
+        target = "  (targets at 1M: <= 10x, <= 1536 MiB, <= 150 MB)" if n >= 1_000_000 else ""
+        print(f"          ratio build/essential: {wall / essential[0]:.1f}x{target}")
+        print(f"          {summary[:160]}")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ class DuckDBEngine:
                 "preserve_insertion_order": False,
             }
         )
+        self.con.execute("SET enable_progress_bar = false")  # the build logs its own progress
         self._arrow: dict[str, object] = {}  # keeps registered Arrow objects alive
         for schema in ("staging", "intermediate", "marts"):
             self.con.execute(f"CREATE SCHEMA {schema}")
@@ -154,6 +155,9 @@ class DuckDBEngine:
             return self.con.execute(sql).fetchall()
         except duckdb.Error as exc:
             raise BuildError(f"model {table} failed: {first_line(exc)}") from None
+
+    def release(self, table: str) -> None:
+        self._run(table, f"DROP TABLE IF EXISTS {_name(table)}")
 
     def close(self) -> None:
         self.con.close()

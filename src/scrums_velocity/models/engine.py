@@ -78,5 +78,8 @@ class Engine(Protocol):
     def rows(self, sql: str, limit: int) -> tuple[list[str], list[tuple]]:
         """Column names and at most ``limit`` rows of a query (the data tests)."""
 
+    def release(self, table: str) -> None:
+        """Drop a ``temp`` model once nothing needs it (before the warehouse is written)."""
+
     def close(self) -> None:
         """Release the engine's resources (temp tables, cached frames)."""

@@ -587,6 +587,9 @@ def build_into(
         # The configured service-line names, as a table (values, never SQL text).
         engine.register_table("config_service_lines", service_lines_table(settings.service_lines))
         run_models(engine, models, docs, variables, context, result, models_dir)
+        for model in models:  # the intermediates' memory back before the warehouse is written
+            if model.materialized == "temp":
+                engine.release(model.table)
         started = time.monotonic()
         write_warehouse(path, engine, models, docs, sources, variables, settings)
         event("build.warehouse", seconds=round(time.monotonic() - started, 3))
@@ -608,26 +611,42 @@ def write_warehouse(
 ) -> None:
     """The warehouse file: every ``table`` model's rows; for a local lake, the other models as
     views over the snapshot's files (``lake_<dataset>`` views in ``main``), so that what is
-    not stored stays queryable; table, view and column comments from ``_schema.toml``."""
-    con = duckdb.connect(
-        str(path),
-        config={
-            "storage_compatibility_version": WAREHOUSE_STORAGE_VERSION,
-            "threads": settings.model.threads,
-            # Measured at 1M tasks: inserts that keep insertion order leave ~40% of the file as
-            # free blocks (123 MiB instead of 89); the marts have no meaningful row order.
-            "preserve_insertion_order": False,
-        },
+    not stored stays queryable; table, view and column comments from ``_schema.toml``.
+
+    The file is attached to a DuckDB engine's own connection (tables copied inside DuckDB, under
+    its memory limit); another engine's tables arrive as Arrow."""
+    attach = (
+        f"ATTACH {_literal(str(path))} AS warehouse "
+        f"(STORAGE_VERSION {_literal(WAREHOUSE_STORAGE_VERSION)})"
     )
+    own = not isinstance(engine, DuckDBEngine)
+    con = (
+        duckdb.connect(
+            config={
+                "threads": settings.model.threads,
+                "memory_limit": settings.model.memory_limit,
+                "preserve_insertion_order": False,
+            }
+        )
+        if own
+        else engine.con
+    )
+    # (preserve_insertion_order off, measured at 1M tasks: inserts that keep insertion order
+    # leave ~40% of the file as free blocks, 123 MiB instead of 89; marts have no row order.)
     try:
+        con.execute(attach)
+        con.execute("USE warehouse")  # views are bound in the warehouse's own catalog
         for layer in LAYERS:
             con.execute(f"CREATE SCHEMA {layer}")
         for model in models:
-            if model.materialized == "table":
-                data = engine.to_arrow(model.table)
-                con.register("__rows", data)
+            if model.materialized != "table":
+                continue
+            if own:
+                con.register("__rows", engine.to_arrow(model.table))
                 con.execute(f"CREATE TABLE {model.table} AS SELECT * FROM __rows")
                 con.unregister("__rows")
+            else:
+                con.execute(f"CREATE TABLE {model.table} AS SELECT * FROM memory.{model.table}")
         local = all(s.dataset is None for s in sources)
         if local:
             for source in sources:
@@ -655,11 +674,13 @@ def write_warehouse(
         else:
             event("build.views_skipped", reason="the lake is on object storage")
         _comment(con, docs, settings, {m.table: m.materialized for m in models}, local)
-        con.execute("CHECKPOINT")
+        con.execute("USE memory")
+        con.execute("DETACH warehouse")  # checkpoints it
     except duckdb.Error as exc:
         raise BuildError(f"cannot write the warehouse {path.name}: {_first_line(exc)}") from None
     finally:
-        con.close()
+        if own:
+            con.close()
 
 
 def _empty_select(schema: pa.Schema | None) -> str:

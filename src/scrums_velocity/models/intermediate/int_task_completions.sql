@@ -7,32 +7,20 @@ with tasks as (
     where status in ('done', 'cancelled')
 ),
 
-changes as (
-    select * from intermediate.int_task_status_changes
-),
-
-last_close as (
+-- One pass over the status changes: per task, its last transition into done and into
+-- cancelled (with who made it), its first start, and the closed time it spent in review.
+per_task as (
     select
         task_id,
-        to_status,
-        max(changed_at) as closed_at,
-        arg_max(changed_by, changed_at) as closed_by
-    from changes
-    where to_status in ('done', 'cancelled')
-    group by task_id, to_status
-),
-
-first_start as (
-    select task_id, min(changed_at) as first_in_progress_at
-    from changes
-    where to_status = 'in_progress'
-    group by task_id
-),
-
-review as (
-    select task_id, sum(epoch(valid_to) - epoch(valid_from)) / 3600.0 as in_review_hours
-    from intermediate.int_task_status_intervals
-    where status = 'in_review' and valid_to is not null
+        max(changed_at) filter (where to_status = 'done') as done_at,
+        arg_max(changed_by, changed_at) filter (where to_status = 'done') as done_by,
+        max(changed_at) filter (where to_status = 'cancelled') as cancelled_at,
+        arg_max(changed_by, changed_at) filter (where to_status = 'cancelled') as cancelled_by,
+        min(changed_at) filter (where to_status = 'in_progress') as first_in_progress_at,
+        sum(epoch(next_changed_at) - epoch(changed_at))
+            filter (where to_status = 'in_review' and next_changed_at is not null)
+            as review_seconds
+    from intermediate.int_task_status_changes
     group by task_id
 ),
 
@@ -44,17 +32,45 @@ closed as (
         tasks.project_id,
         tasks.status as outcome,
         tasks.created_at,
-        coalesce(last_close.closed_at, tasks.updated_at) as closed_at,
-        last_close.closed_at is null as closed_at_from_updated_at,
-        last_close.closed_by,
-        coalesce(starts_with(last_close.closed_by, 'AGT-'), false) as closed_by_agent,
-        first_start.first_in_progress_at,
-        review.in_review_hours
+        tasks.updated_at,
+        case tasks.status when 'done' then per_task.done_at else per_task.cancelled_at end
+            as last_closed_at,
+        case tasks.status when 'done' then per_task.done_by else per_task.cancelled_by end
+            as closed_by,
+        per_task.first_in_progress_at,
+        -- review intervals: the changes into in_review that have ended, and the initial status
+        -- when the task was created in review (from creation to its first change)
+        case
+            when per_task.review_seconds is not null
+                or (tasks.initial_status = 'in_review' and tasks.first_changed_at is not null)
+                then (
+                    coalesce(per_task.review_seconds, 0)
+                    + case
+                        when tasks.initial_status = 'in_review' and tasks.first_changed_at is not null
+                            then epoch(tasks.first_changed_at) - epoch(tasks.created_at)
+                        else 0
+                    end
+                ) / 3600.0
+        end as in_review_hours
     from tasks
-    left join last_close
-        on last_close.task_id = tasks.task_id and last_close.to_status = tasks.status
-    left join first_start on first_start.task_id = tasks.task_id
-    left join review on review.task_id = tasks.task_id
+    left join per_task on per_task.task_id = tasks.task_id
+),
+
+final_closed as (
+    select
+        task_id,
+        workspace_id,
+        service_line_id,
+        project_id,
+        outcome,
+        created_at,
+        coalesce(last_closed_at, updated_at) as closed_at,
+        last_closed_at is null as closed_at_from_updated_at,
+        closed_by,
+        coalesce(starts_with(closed_by, 'AGT-'), false) as closed_by_agent,
+        first_in_progress_at,
+        in_review_hours
+    from closed
 ),
 
 final as (
@@ -66,7 +82,7 @@ final as (
                 then (epoch(closed_at) - epoch(first_in_progress_at)) / 3600.0
         end as cycle_time_hours,
         (epoch(closed_at) - epoch(created_at)) / 3600.0 as lead_time_hours
-    from closed
+    from final_closed
 )
 
 select * from final
