@@ -107,7 +107,7 @@ class DuckDBEngine:
                 key=lambda k: (k is None, k),
             )
             split = {
-                name: pl.from_arrow(frame).partition_by(partition_by, as_dict=True)
+                name: pl.DataFrame(frame).partition_by(partition_by, as_dict=True)
                 for name, frame in frames.items()
             }
             parts = []

@@ -620,17 +620,16 @@ def write_warehouse(
         f"(STORAGE_VERSION {_literal(WAREHOUSE_STORAGE_VERSION)})"
     )
     own = not isinstance(engine, DuckDBEngine)
-    con = (
-        duckdb.connect(
+    if isinstance(engine, DuckDBEngine):
+        con = engine.con
+    else:
+        con = duckdb.connect(
             config={
                 "threads": settings.model.threads,
                 "memory_limit": settings.model.memory_limit,
                 "preserve_insertion_order": False,
             }
         )
-        if own
-        else engine.con
-    )
     # (preserve_insertion_order off, measured at 1M tasks: inserts that keep insertion order
     # leave ~40% of the file as free blocks, 123 MiB instead of 89; marts have no row order.)
     try:

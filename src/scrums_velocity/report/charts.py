@@ -308,7 +308,6 @@ def all_charts(data: ReportData) -> list[Chart]:
         cycle_lead_times(data),
         cumulative_flow(data),
         aging_wip(data),
+        *forecast_charts(data),
     ]
-    if data.signals is not None and data.forecast is not None:
-        charts += forecast_charts(data)
     return charts

@@ -32,17 +32,15 @@ class ReportData:
     aging: pl.DataFrame
     data_quality: pl.DataFrame
     duplicates: pl.DataFrame
-    forecast: pl.DataFrame | None = None
-    signals: pl.DataFrame | None = None
-    calibration: pl.DataFrame | None = None
-    week_tasks: pl.DataFrame | None = None  # lin_week_tasks, the drill-down weeks
+    forecast: pl.DataFrame
+    signals: pl.DataFrame
+    calibration: pl.DataFrame  # lin_forecast_backtest
+    week_tasks: pl.DataFrame  # lin_week_tasks, the drill-down weeks
 
     @property
     def names(self) -> dict[str, str]:
         """LIN id -> its configured name, or the id itself when it has none."""
         ids = self.table["service_line_id"].to_list()
-        if "service_line_name" not in self.table.columns:
-            return {lin: lin for lin in ids}
         got = self.table["service_line_name"].to_list()
         return {lin: name or lin for lin, name in zip(ids, got, strict=True)}
 
@@ -73,9 +71,6 @@ class ReportData:
                 return df
             return df.filter(pl.col("service_line_id").is_in(sorted(lins)))
 
-        def keep_optional(df: pl.DataFrame | None) -> pl.DataFrame | None:
-            return None if df is None else keep(df)
-
         return ReportData(
             week=self.week,
             is_latest_week=self.is_latest_week,
@@ -89,23 +84,15 @@ class ReportData:
             aging=keep(self.aging),
             data_quality=keep(self.data_quality).filter(pl.col("service_line_id").is_not_null()),
             duplicates=keep(self.duplicates),
-            forecast=keep_optional(self.forecast),
-            signals=keep_optional(self.signals),
-            calibration=keep_optional(self.calibration),
-            week_tasks=keep_optional(self.week_tasks),
+            forecast=keep(self.forecast),
+            signals=keep(self.signals),
+            calibration=keep(self.calibration),
+            week_tasks=keep(self.week_tasks),
         )
 
 
 def _table(con, name: str) -> pl.DataFrame:
     return con.table(name).pl()
-
-
-def _optional(con, name: str) -> pl.DataFrame | None:
-    """A mart that older warehouses may lack."""
-    try:
-        return con.table(name).pl()
-    except duckdb.CatalogException:
-        return None
 
 
 def _unreadable(path: Path, exc: Exception) -> BuildError:
@@ -138,10 +125,10 @@ def _read_marts(path: Path) -> dict:
         aging = _table(con, "marts.lin_aging_wip")
         dq = _table(con, "marts.data_quality")
         dups = _table(con, "marts.dq_probable_duplicates")
-        forecast = _optional(con, "marts.lin_forecast")
-        signals = _optional(con, "marts.lin_velocity_signals")
-        calibration = _optional(con, "marts.lin_forecast_backtest")
-        week_tasks = _optional(con, "marts.lin_week_tasks")
+        forecast = _table(con, "marts.lin_forecast")
+        signals = _table(con, "marts.lin_velocity_signals")
+        calibration = _table(con, "marts.lin_forecast_backtest")
+        week_tasks = _table(con, "marts.lin_week_tasks")
     finally:
         con.close()
     return {
@@ -223,17 +210,15 @@ def _assemble(marts: dict, week: date | None) -> ReportData:
         data_quality=dq,
         duplicates=dups,
         forecast=forecast,
-        signals=signals.filter(pl.col("week_start") <= week) if signals is not None else None,
+        signals=signals.filter(pl.col("week_start") <= week),
         calibration=calibration,
-        week_tasks=_drill_weeks(marts.get("week_tasks"), week),
+        week_tasks=_drill_weeks(marts["week_tasks"], week),
     )
 
 
-def _drill_weeks(frame: pl.DataFrame | None, week: date) -> pl.DataFrame | None:
+def _drill_weeks(frame: pl.DataFrame, week: date) -> pl.DataFrame:
     from scrums_velocity.report.drill import DRILL_WEEKS
 
-    if frame is None:
-        return None
     first = week - timedelta(weeks=DRILL_WEEKS - 1)
     return frame.filter((pl.col("week_start") >= first) & (pl.col("week_start") <= week))
 

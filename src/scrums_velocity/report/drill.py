@@ -60,8 +60,6 @@ def _days(hours: float | None) -> str:
 
 def week_events(data: ReportData, lin: str, week: date) -> list[dict[str, Any]]:
     """The task events behind ``lin``'s numbers in ``week``, in a stable order."""
-    if data.week_tasks is None:
-        return []
     rows = data.week_tasks.filter(
         (pl.col("service_line_id") == lin) & (pl.col("week_start") == week)
     )
@@ -190,28 +188,27 @@ def drill_payload(data: ReportData) -> dict[str, Any]:
         return index[tid]
 
     events: dict[str, list[list[Any]]] = {}
-    if data.week_tasks is not None:
-        frame = (
-            data.week_tasks.filter(
-                (pl.col("week_start") >= first)
-                & (pl.col("week_start") <= data.week)
-                & pl.col("service_line_id").is_in(lins)
-            )
-            .with_columns(pl.col("event").replace_strict(EVENT_ORDER, default=9).alias("_o"))
-            .sort("service_line_id", "week_start", "_o", "event_at", "task_id")
+    frame = (
+        data.week_tasks.filter(
+            (pl.col("week_start") >= first)
+            & (pl.col("week_start") <= data.week)
+            & pl.col("service_line_id").is_in(lins)
         )
-        for r in frame.iter_rows(named=True):
-            i = task(r["task_id"], r["title"], r["status"], r["assignee_id"], r["external_url"])
-            key = f"{r['service_line_id']}|{r['week_start'].isoformat()}"
-            events.setdefault(key, []).append(
-                [
-                    i,
-                    EVENT_ORDER.get(r["event"], 0),
-                    f"{r['event_at']:%a %H:%M}",
-                    r["changed_by"] or "",
-                    r["other_service_line_id"] or "",
-                ]
-            )
+        .with_columns(pl.col("event").replace_strict(EVENT_ORDER, default=9).alias("_o"))
+        .sort("service_line_id", "week_start", "_o", "event_at", "task_id")
+    )
+    for r in frame.iter_rows(named=True):
+        i = task(r["task_id"], r["title"], r["status"], r["assignee_id"], r["external_url"])
+        key = f"{r['service_line_id']}|{r['week_start'].isoformat()}"
+        events.setdefault(key, []).append(
+            [
+                i,
+                EVENT_ORDER.get(r["event"], 0),
+                f"{r['event_at']:%a %H:%M}",
+                r["changed_by"] or "",
+                r["other_service_line_id"] or "",
+            ]
+        )
     aging = data.aging.filter(pl.col("service_line_id").is_in(lins)).sort(
         ["service_line_id", "age_hours", "task_id"], descending=[False, True, False]
     )

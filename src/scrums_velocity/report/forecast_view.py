@@ -25,12 +25,8 @@ def _date(value) -> str:
 
 def forecast_rows(data: ReportData) -> tuple[list[dict[str, Any]], str, int]:
     """Rows of the forecast table, the calibration sentence and the number of trials."""
-    if data.forecast is None:
-        return [], "", 0
-    signals = {}
-    if data.signals is not None:
-        week = data.signals.filter(pl.col("week_start") == data.week)
-        signals = dict(zip(week["service_line_id"], week["reason"], strict=True))
+    week = data.signals.filter(pl.col("week_start") == data.week)
+    signals = dict(zip(week["service_line_id"], week["reason"], strict=True))
     order = data.table.select("service_line_id").with_row_index("_i")
     rows = []
     for f in data.forecast.join(order, on="service_line_id").sort("_i").iter_rows(named=True):
@@ -53,7 +49,7 @@ def forecast_rows(data: ReportData) -> tuple[list[dict[str, Any]], str, int]:
 
 def calibration_text(data: ReportData) -> str:
     bt = data.calibration
-    if bt is None or bt.is_empty():
+    if bt.is_empty():
         return "Not enough history yet to check how often these forecasts come true."
     n = bt.height
     met85 = float(cast(float, bt["hit_p85"].mean()))
@@ -65,7 +61,6 @@ def calibration_text(data: ReportData) -> str:
 
 
 def xmr_chart(data: ReportData) -> Chart:
-    assert data.signals is not None  # forecast_charts draws it only when the mart is there
     fig = go.Figure()
     lins = data.table["service_line_id"].to_list()
     per = 5

@@ -16,7 +16,7 @@ SCHEMA = pl.DataFrame(schema=forecast.BACKTEST_SCHEMA).to_arrow().schema
 
 
 def model(inputs, context) -> pl.DataFrame:
-    daily, status = (pl.from_arrow(inputs[name]) for name in INPUTS)
+    daily, status = (pl.DataFrame(inputs[name]) for name in INPUTS)
     return forecast.backtest_service_line(
         daily,
         status,
