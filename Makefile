@@ -8,17 +8,28 @@ export UV_PYTHON := $(PYTHON)
 # Trust the platform certificate store (registries may sit behind a CA that only it carries).
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: test lint format demo sync bench clean docs
+.PHONY: test lint format demo sync bench clean docs spark
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet "uv==0.13.8"
 
 .venv/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --locked --all-groups
+	$(UV) sync --locked --all-groups --all-extras
 	touch $@
 
 sync: .venv/.synced
+
+# `velocity build --engine spark` on this machine: a Java runtime (Debian's OpenJDK 17, when no
+# `java` is on PATH) and the spark extra (PySpark, pandas, sqlglot; synced with every extra).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+spark:
+	@if ! command -v java >/dev/null 2>&1; then \
+		echo "installing Debian's openjdk-17-jre-headless for Spark"; \
+		$(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends openjdk-17-jre-headless; \
+	fi
+	$(MAKE) sync
 
 lint: .venv/.synced
 	.venv/bin/ruff check .

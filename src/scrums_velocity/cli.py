@@ -156,6 +156,12 @@ def build_cmd(
     timezone: str | None = typer.Option(None, help="IANA time zone of weeks and days [UTC]."),
     baseline_weeks: int | None = typer.Option(None, min=1, help="K: weeks in a baseline [12]."),
     as_of: str | None = typer.Option(None, help="Reference time, ISO (default: last extraction)."),
+    engine: str | None = typer.Option(
+        None, help="What computes the models: duckdb or spark [config; duckdb]."
+    ),
+    spark_master: str | None = typer.Option(
+        None, help="Spark master URL, or sc://host:port for Spark Connect [local[*]]."
+    ),
     profile: Path | None = typer.Option(
         None, help="Write each computed model's query profile (JSON) into this folder."
     ),
@@ -174,7 +180,13 @@ def build_cmd(
         cfg,
         data_dir=data_dir,
         lake=lake,
-        model=_overlay(cfg.model, timezone=timezone, baseline_weeks=baseline_weeks),
+        model=_overlay(
+            cfg.model,
+            timezone=timezone,
+            baseline_weeks=baseline_weeks,
+            engine=engine,
+            spark_master=spark_master,
+        ),
     )
     revalidate(cfg)  # the flags are checked like the file's values
     settings = BuildSettings.from_config(

@@ -133,6 +133,15 @@ class ModelConfig(_Strict):
     min_baseline_weeks: int = Field(4, ge=1, description="fewer baseline weeks: no verdict")
     forecast_seed: int = Field(7, description="seed of the Monte Carlo forecasts (deterministic)")
     threads: int = Field(2, ge=1, le=256, description="DuckDB threads for the build")
+    engine: Literal["duckdb", "spark"] = Field(
+        "duckdb", description="what computes the models: duckdb, or spark for clusters"
+    )
+    spark_master: Text | None = Field(
+        None, description="Spark master URL or sc://host:port (Spark Connect); default local[*]"
+    )
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict, description='Spark settings, e.g. spark.executor.memory = "8g"'
+    )
     memory_limit: str = Field(
         "1GB",
         pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$",

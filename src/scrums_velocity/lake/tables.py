@@ -193,6 +193,18 @@ class Lake:
             table = self._table(dataset, snapshot.versions[dataset])
             return table.to_pyarrow_dataset(filesystem=self.location.arrow_filesystem(dataset))
 
+    def file_urls(self, dataset: str, snapshot: Snapshot) -> list[str]:
+        """The snapshot's data files of ``dataset`` as URLs a cluster reads (Hadoop's ``s3a://``
+        for S3; local paths as they are): what Spark is given."""
+        with storage_errors(f"cannot read {dataset} of snapshot {snapshot.run_id}"):
+            uris = self._table(dataset, snapshot.versions[dataset]).file_uris()
+        return [
+            "s3a://" + u.removeprefix("s3://")
+            if u.startswith("s3://")
+            else u.removeprefix("file://")
+            for u in uris
+        ]
+
     def local_files(self, dataset: str, snapshot: Snapshot) -> list[str] | None:
         """The snapshot's data files of ``dataset`` (from the Delta log) when the lake is local,
         for engines that read Parquet natively; None on object storage (read :meth:`dataset`)."""

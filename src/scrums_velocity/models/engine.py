@@ -12,11 +12,43 @@ Tables are named ``schema.name`` (``staging.stg_tasks``); the lake's datasets ar
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import pyarrow as pa
+
+from scrums_velocity.errors import BuildError
+
+
+def literal(value: object) -> str:
+    """A build parameter as a SQL literal (the same text for every engine)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+_VARIABLE = re.compile(r"getvariable\('([a-z_]+)'\)")
+
+
+def bind(sql: str, variables: dict[str, object], table: str) -> str:
+    """``sql`` with each ``getvariable('name')`` replaced by the build's value as a literal:
+    the SQL an engine runs, and the SQL of the views kept in the warehouse, stands alone."""
+
+    def value(match: re.Match[str]) -> str:
+        if match.group(1) not in variables:
+            raise BuildError(
+                f"model {table} reads getvariable('{match.group(1)}'), which no setting provides"
+            )
+        return literal(variables[match.group(1)])
+
+    return _VARIABLE.sub(value, sql)
+
 
 # view: computed where read (nothing stored; staging over the lake, cheap intermediates).
 # temp: computed once for the build and dropped after it (intermediates read by many models).

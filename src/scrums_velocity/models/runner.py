@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from scrums_velocity.config import Config, HealthConfig, ModelConfig
 from scrums_velocity.errors import BuildError, ConfigError
@@ -50,7 +51,13 @@ from scrums_velocity.lake import (
 )
 from scrums_velocity.lock import data_dir_lock
 from scrums_velocity.models.duckdb_engine import DuckDBEngine
-from scrums_velocity.models.engine import MATERIALIZATIONS, Engine, LakeSource, Materialized
+from scrums_velocity.models.engine import (
+    MATERIALIZATIONS,
+    Engine,
+    LakeSource,
+    Materialized,
+    bind,
+)
 from scrums_velocity.observe import event
 
 MODELS_DIR = Path(__file__).parent
@@ -417,32 +424,6 @@ def _offending(engine: Engine, test: DataTest, query: str) -> tuple[list[str], l
         raise BuildError(f"data test {test.name} on {test.table} could not run: {exc}") from None
 
 
-def literal(value: object) -> str:
-    """A build parameter as a SQL literal (the same text for every engine)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return _literal(str(value))
-
-
-_VARIABLE = re.compile(r"getvariable\('([a-z_]+)'\)")
-
-
-def bind(sql: str, variables: dict[str, object], table: str) -> str:
-    """``sql`` with each ``getvariable('name')`` replaced by the build's value as a literal:
-    the SQL an engine runs, and the SQL of the views kept in the warehouse, stands alone."""
-
-    def value(match: re.Match[str]) -> str:
-        if match.group(1) not in variables:
-            raise BuildError(
-                f"model {table} reads getvariable('{match.group(1)}'), which no setting provides"
-            )
-        return literal(variables[match.group(1)])
-
-    return _VARIABLE.sub(value, sql)
-
-
 _SETTING = re.compile(r"\$\{(model|health)\.([a-z_]+)\}")
 
 
@@ -574,13 +555,16 @@ def build_into(
     context = ModelContext(as_of, settings.model, settings.health)
     sources = lake_sources(lake, snapshot)
     scratch = path.with_name(path.name + ".spill")
-    engine = DuckDBEngine(
-        threads=settings.model.threads,
-        memory_limit=settings.model.memory_limit,
-        scratch=scratch,
-        profile=settings.profile,
-    )
+    engine = _engine(settings, scratch)
     variables = _variables(lake, snapshot, settings, as_of, engine.name)
+    if engine.name != "duckdb":
+        # the cluster reads the lake's files itself: their URLs, listed by the Delta log
+        sources = [
+            dataclasses.replace(s, files=lake.file_urls(s.name, snapshot), dataset=None)
+            if s.dataset is not None
+            else s
+            for s in sources
+        ]
     try:
         for source in sources:
             engine.register_lake(source)
@@ -598,6 +582,20 @@ def build_into(
         shutil.rmtree(scratch, ignore_errors=True)
     result.duration_s = time.monotonic() - t0
     return result
+
+
+def _engine(settings: BuildSettings, scratch: Path) -> Engine:
+    """The configured engine: DuckDB in this process, or a Spark session (local or a cluster)."""
+    if settings.model.engine == "spark":
+        from scrums_velocity.models.spark import SparkEngine, spark_session
+
+        return SparkEngine(spark_session(settings.model.spark_master, settings.model.spark_conf))
+    return DuckDBEngine(
+        threads=settings.model.threads,
+        memory_limit=settings.model.memory_limit,
+        scratch=scratch,
+        profile=settings.profile,
+    )
 
 
 def write_warehouse(
@@ -641,9 +639,17 @@ def write_warehouse(
             if model.materialized != "table":
                 continue
             if own:
-                con.register("__rows", engine.to_arrow(model.table))
-                con.execute(f"CREATE TABLE {model.table} AS SELECT * FROM __rows")
-                con.unregister("__rows")
+                # another engine's tables: written as Parquet beside the new warehouse (small:
+                # marts), then loaded by DuckDB's own reader
+                file = path.with_name(f"{path.name}.{model.table}.parquet")
+                pq.write_table(engine.to_arrow(model.table), file)
+                try:
+                    con.execute(
+                        f"CREATE TABLE {model.table} AS SELECT * FROM read_parquet("
+                        f"{_literal(str(file))})"
+                    )
+                finally:
+                    file.unlink()
             else:
                 con.execute(f"CREATE TABLE {model.table} AS SELECT * FROM memory.{model.table}")
         local = all(s.dataset is None for s in sources)

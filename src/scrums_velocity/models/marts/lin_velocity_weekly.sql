@@ -41,24 +41,58 @@ baselined as (
     )
 ),
 
+-- The Poisson probability of a week this low: P(X <= completed), X ~ Poisson(baseline_mean),
+-- summed term by term in log space: exp(k ln(lambda) - lambda - ln(k!)) for k = 0 .. completed.
+-- ln(k!) is a running sum of ln(j) over a table of k (one join, written once for DuckDB and
+-- Spark alike: Spark has no log-gamma).
+ln_factorials as (
+    select
+        k,
+        sum(case when k = 0 then 0.0 else ln(k) end) over (
+            order by k rows between unbounded preceding and current row
+        ) as ln_factorial
+    from (
+        select unnest(generate_series(0, coalesce(max(completed), 0))) as k
+        from baselined
+    ) as ks
+),
+
+poisson as (
+    select
+        baselined.service_line_id,
+        baselined.week_start,
+        sum(exp(
+            ln_factorials.k * ln(baselined.baseline_mean) - baselined.baseline_mean
+            - ln_factorials.ln_factorial
+        )) as p_at_most
+    from baselined
+    inner join ln_factorials on ln_factorials.k <= baselined.completed
+    where baselined.week_complete
+        and baselined.baseline_weeks >= getvariable('min_baseline_weeks')
+        and baselined.baseline_mean > 0
+    group by baselined.service_line_id, baselined.week_start
+),
+
 scored as (
     select
-        *,
-        baseline_weeks >= getvariable('min_baseline_weeks') as has_history,
+        baselined.*,
+        baselined.baseline_weeks >= getvariable('min_baseline_weeks') as has_history,
         case
-            when not week_complete or baseline_weeks < getvariable('min_baseline_weeks') then null
-            when baseline_mean = 0 then null
-            else completed / baseline_mean
+            when not baselined.week_complete
+                or baselined.baseline_weeks < getvariable('min_baseline_weeks') then null
+            when baselined.baseline_mean = 0 then null
+            else baselined.completed / baselined.baseline_mean
         end as velocity_ratio,
         case
-            when not week_complete or baseline_weeks < getvariable('min_baseline_weeks') then null
-            when baseline_mean = 0 then 1.0
-            else least(1.0, list_sum(list_transform(
-                range(0, completed + 1),
-                lambda k: exp(k * ln(baseline_mean) - baseline_mean - lgamma(k + 1))
-            )))
+            when not baselined.week_complete
+                or baselined.baseline_weeks < getvariable('min_baseline_weeks') then null
+            when baselined.baseline_mean = 0 then 1.0
+            else least(1.0, poisson.p_at_most)
         end as p_value_below
     from baselined
+    left join poisson
+        on poisson.service_line_id = baselined.service_line_id
+        and poisson.week_start = baselined.week_start
 ),
 
 final as (

@@ -2,4 +2,5 @@
 select service_line_id, count(*) as weeks, min(week_start) as first, max(week_start) as last
 from marts.lin_velocity_weekly
 group by service_line_id
-having (max(week_start) - min(week_start)) / 7 + 1 <> count(*)
+-- date_diff('day', ...), not max - min: date - date is BIGINT days in DuckDB, an INTERVAL in Spark
+having date_diff('day', min(week_start), max(week_start)) / 7 + 1 <> count(*)
