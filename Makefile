@@ -46,7 +46,7 @@ format: .venv/.synced
 
 # The suite runs on every core (pytest-xdist); each test is independent (own tmp dirs, free ports).
 test: lint
-	.venv/bin/pytest -n auto --durations=15
+	.venv/bin/pytest -n auto --dist loadgroup --durations=15
 
 demo: .venv/.synced
 	.venv/bin/velocity demo

@@ -35,7 +35,7 @@ from scrums_velocity.models.spark import (
     view_name,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
 
 MODELS_DIR = Path(__file__).parents[2] / "src" / "scrums_velocity" / "models"
 LAYERS = ("staging", "intermediate", "marts")

@@ -207,6 +207,13 @@ def _reject(tree: exp.Expression) -> None:
             name = str(node.this).lower()
             if name in _NO_SPARK_EQUIVALENT:
                 raise _Untranslatable(_NO_SPARK_EQUIVALENT[name])
+        if isinstance(node, exp.GroupingSets) and any(
+            isinstance(e, exp.Tuple) and not e.expressions for e in node.expressions
+        ):
+            raise _Untranslatable(
+                "GROUPING SETS with the empty set (): over no rows DuckDB still gives the total "
+                "row, Spark none; add the total as a global aggregate (union all)"
+            )
         if isinstance(node, exp.Star) and (node.args.get("replace") or node.args.get("rename")):
             raise _Untranslatable("SELECT * REPLACE/RENAME (Spark has only * EXCEPT)")
         if isinstance(node, exp.Table) and node.args.get("db"):

@@ -1,18 +1,6 @@
 -- Data-quality signals, one row per check and scope. share = count / total where a total
 -- makes sense. Rows with service_line_id and workspace_id both null are totals.
-with tasks as (
-    select * from intermediate.int_tasks_as_of
-),
-
-live as (
-    select * from intermediate.int_live_tasks
-),
-
-changes as (
-    select * from intermediate.int_task_status_changes
-),
-
-unlinked as (
+with unlinked as (
     select
         'unlinked_tasks' as check_name,
         workspace_id,
@@ -20,8 +8,18 @@ unlinked as (
         null::varchar as item,
         count(*) filter (where service_line_id is null) as count,
         count(*) as total
-    from live
-    group by grouping sets ((workspace_id), ())
+    from intermediate.int_live_tasks
+    group by workspace_id
+    union all
+    -- the total row (null scope): a global aggregate, one row even over no input
+    select
+        'unlinked_tasks' as check_name,
+        null::varchar as workspace_id,
+        null::varchar as service_line_id,
+        null::varchar as item,
+        count(*) filter (where service_line_id is null) as count,
+        count(*) as total
+    from intermediate.int_live_tasks
 ),
 
 done_without_history as (
@@ -34,7 +32,18 @@ done_without_history as (
         count(*) as total
     from intermediate.int_task_completions
     where outcome = 'done'
-    group by grouping sets ((workspace_id, service_line_id), ())
+    group by workspace_id, service_line_id
+    union all
+    -- the total row (null scope): a global aggregate, one row even over no input
+    select
+        'done_without_history' as check_name,
+        null::varchar as workspace_id,
+        null::varchar as service_line_id,
+        null::varchar as item,
+        count(*) filter (where closed_at_from_updated_at) as count,
+        count(*) as total
+    from intermediate.int_task_completions
+    where outcome = 'done'
 ),
 
 duplicates as (
@@ -46,7 +55,17 @@ duplicates as (
         count(*) as count,
         null::bigint as total
     from marts.dq_probable_duplicates
-    group by grouping sets ((workspace_id, service_line_id), ())
+    group by workspace_id, service_line_id
+    union all
+    -- the total row (null scope): a global aggregate, one row even over no input
+    select
+        'probable_duplicates' as check_name,
+        null::varchar as workspace_id,
+        null::varchar as service_line_id,
+        null::varchar as item,
+        count(*) as count,
+        null::bigint as total
+    from marts.dq_probable_duplicates
 ),
 
 unknown_statuses as (
@@ -57,7 +76,7 @@ unknown_statuses as (
         status as item,
         count(*) as count,
         null::bigint as total
-    from live
+    from intermediate.int_live_tasks
     where status not in ('backlog', 'in_progress', 'in_review', 'done', 'cancelled')
     group by workspace_id, status
 ),
@@ -70,13 +89,23 @@ agent_share as (
         null::varchar as item,
         count(*) filter (where by_agent) as count,
         count(*) as total
-    from changes
-    group by grouping sets ((workspace_id, service_line_id), ())
+    from intermediate.int_task_status_changes
+    group by workspace_id, service_line_id
+    union all
+    -- the total row (null scope): a global aggregate, one row even over no input
+    select
+        'agent_share_of_status_changes' as check_name,
+        null::varchar as workspace_id,
+        null::varchar as service_line_id,
+        null::varchar as item,
+        count(*) filter (where by_agent) as count,
+        count(*) as total
+    from intermediate.int_task_status_changes
 ),
 
 source_counts as (
     select workspace_id, coalesce(external_source, 'none') as item, count(*) as count
-    from live
+    from intermediate.int_live_tasks
     group by grouping sets ((workspace_id, coalesce(external_source, 'none')),
                             (coalesce(external_source, 'none')))
 ),
@@ -100,8 +129,18 @@ missing as (
         null::varchar as item,
         count(*) filter (where missing_since is not null) as count,
         count(*) as total
-    from tasks
-    group by grouping sets ((workspace_id), ())
+    from intermediate.int_tasks_as_of
+    group by workspace_id
+    union all
+    -- the total row (null scope): a global aggregate, one row even over no input
+    select
+        'missing_tasks' as check_name,
+        null::varchar as workspace_id,
+        null::varchar as service_line_id,
+        null::varchar as item,
+        count(*) filter (where missing_since is not null) as count,
+        count(*) as total
+    from intermediate.int_tasks_as_of
 ),
 
 rejected as (
