@@ -8,8 +8,12 @@ and peak RSS, their ratio, and the warehouse file's size. Targets (issue 12) at 
 cores: build <= 10x the essential query, peak RSS <= 1.5 GB, warehouse <= 150 MB.
 
     .venv/bin/python benchmarks/build_bench.py [--sizes 100000,1000000] [--keep DIR]
+    .venv/bin/python benchmarks/build_bench.py --engine spark   # DuckDB and Spark side by side
 
-`--keep DIR` generates the lakes into DIR once and reuses them on later runs.
+`--keep DIR` generates the lakes into DIR once and reuses them on later runs. With
+`--engine spark`, each lake is also built by `velocity build --engine spark` (local[*], a fresh
+JVM: its start is part of the figure) into a second data dir, and the two warehouses' marts are
+compared (scrums_velocity.models.compare).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from scrums_velocity.models.compare import compare_marts
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -106,6 +112,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="100000,1000000")
     ap.add_argument("--keep", type=Path, help="generate lakes here once and reuse them")
+    ap.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     work = args.keep or Path(tempfile.mkdtemp(prefix="build-bench-"))
@@ -133,6 +140,18 @@ def main() -> None:
         target = "  (targets at 1M: <= 10x, <= 1536 MiB, <= 150 MB)" if n >= 1_000_000 else ""
         print(f"          ratio build/essential: {wall / essential[0]:.1f}x{target}")
         print(f"          {summary[:160]}")
+        if args.engine == "spark":
+            other = data_dir.parent / f"{data_dir.name}-spark"
+            other.mkdir(exist_ok=True)
+            lake = ["--lake", str((data_dir / "lake").absolute())]
+            s_wall, s_rss, _ = build_in_child(other, "--engine", "spark", *lake)
+            same = compare_marts(data_dir / "warehouse.duckdb", other / "warehouse.duckdb")
+            differ = [r.mart for r in same if not r.equal and "only in" not in r.note]
+            print(
+                f"          spark build:     wall={s_wall:.2f}s peak_rss={s_rss:.0f} MiB "
+                f"(largest process)  {s_wall / wall:.1f}x DuckDB's; marts "
+                + ("equal" if not differ else f"DIFFER: {', '.join(differ)}")
+            )
 
 
 if __name__ == "__main__":

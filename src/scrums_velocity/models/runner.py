@@ -392,28 +392,41 @@ def _data_tests(docs: dict[str, dict[str, Any]], models_dir: Path) -> list[DataT
 
 
 def _run_data_tests(engine: Engine, tests: list[DataTest]) -> int:
-    """Run ``tests``; raise DataTestFailure naming the first that fails. A table's row tests
-    (not_null, expressions) are first run as one scan; one by one only when that finds rows."""
-    passed: set[int] = set()
+    """Run ``tests``; raise DataTestFailure naming the first that fails.
+
+    All of them run as one query (one job on Spark, where each query costs a job): a table's
+    row tests (not_null, expressions) as one scan, every other test on its own, each reduced to
+    "has it any offending row". Only a group that finds some (or a batch that cannot run) is
+    run again test by test, to name the test and show its rows."""
+    groups: list[tuple[list[int], str]] = []  # (test indices, query of offending rows)
     by_table: dict[str, list[int]] = {}
     for i, test in enumerate(tests):
         if test.predicate is not None:
             by_table.setdefault(test.table, []).append(i)
+        else:
+            groups.append(([i], test.query))
     for table, indices in by_table.items():
-        if len(indices) > 1:
-            anyone = " or ".join(f"({tests[i].predicate})" for i in indices)
-            _, bad = _offending(engine, tests[indices[0]], f"select 1 from {table} where {anyone}")
-            if not bad:
-                passed.update(indices)
-    for i, test in enumerate(tests):
-        if i in passed:
-            continue
-        cols, bad = _offending(engine, test, test.query)
-        if bad:
-            sample = "; ".join(
-                ", ".join(f"{c}={v}" for c, v in zip(cols, row, strict=True)) for row in bad[:3]
-            )
-            raise DataTestFailure(f"data test {test.name} failed on {test.table}: {sample}")
+        anyone = " or ".join(f"({tests[i].predicate})" for i in indices)
+        groups.append((indices, f"select 1 as offending from {table} where {anyone}"))
+    batch = "\nunion all\n".join(
+        f"select {g} as test_group, count(*) as offending from (\n"
+        f"select 1 as one from (\n{query.strip().rstrip(';')}\n) as q{g} limit 1\n) as c{g}"
+        for g, (_, query) in enumerate(groups)
+    )
+    try:
+        _, found = engine.rows(batch, len(groups))
+        suspects = sorted(int(g) for g, offending in found if offending)
+    except BuildError:  # some test cannot run: find which, one by one
+        suspects = list(range(len(groups)))
+    for g in suspects:
+        for i in groups[g][0]:
+            test = tests[i]
+            cols, bad = _offending(engine, test, test.query)
+            if bad:
+                sample = "; ".join(
+                    ", ".join(f"{c}={v}" for c, v in zip(cols, row, strict=True)) for row in bad[:3]
+                )
+                raise DataTestFailure(f"data test {test.name} failed on {test.table}: {sample}")
     return len(tests)
 
 

@@ -55,7 +55,13 @@ DEFAULT_CONF: dict[str, str] = {
 }
 # In local mode only: few shuffle partitions (the default 200 costs seconds per query on 2
 # cores); a cluster keeps its own setting.
-LOCAL_CONF: dict[str, str] = {"spark.sql.shuffle.partitions": "2"}
+LOCAL_CONF: dict[str, str] = {
+    "spark.sql.shuffle.partitions": "2",
+    # local mode's one JVM is driver and executor: the default 1g ran out of heap collecting a
+    # 1M-task build's task-level marts (measured); the marts come back to the driver
+    "spark.driver.memory": "4g",
+    "spark.driver.maxResultSize": "2g",
+}
 INSTALL_HINT = "install the spark extra: make spark"
 
 
@@ -743,6 +749,11 @@ def _first_line(exc: BaseException) -> str:
     """The line of a Spark error that says what went wrong (its messages run "[ERROR_CLASS]
     what. SQLSTATE: ...; line 1 pos 7;" then the plan; a Py4J error starts with the call)."""
     text = str(exc)
+    if "java.lang.OutOfMemoryError" in text:
+        return (
+            "Spark ran out of Java heap: raise spark.driver.memory (local mode) or "
+            "spark.executor.memory in [model] spark_conf"
+        )
     if "exception was thrown from the Python worker" in text:
         # a Python model's own error: the traceback's last "SomeError: message" line
         errors = re.findall(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception|Exit)\b.*)$", text, re.M)
@@ -895,10 +906,16 @@ class SparkEngine:
     # -- reading
 
     def count(self, table: str) -> int:
-        return self.spark.table(view_name(table)).count()
+        try:
+            return self.spark.table(view_name(table)).count()
+        except Exception as exc:
+            raise BuildError(f"model {table} failed on Spark: {_first_line(exc)}") from None
 
     def to_arrow(self, table: str) -> pa.Table:
-        return self.spark.table(view_name(table)).toArrow()
+        try:
+            return self.spark.table(view_name(table)).toArrow()
+        except Exception as exc:
+            raise BuildError(f"cannot collect {table} from Spark: {_first_line(exc)}") from None
 
     def rows(self, sql: str, limit: int) -> tuple[list[str], list[tuple]]:
         spark_sql = translate(sql, "query", named_columns=False)
@@ -920,10 +937,13 @@ class SparkEngine:
             self._views.remove(name)
 
     def close(self) -> None:
-        for frame in self._cached:
-            _release(frame)
-        for view in self._views:
-            self.spark.catalog.dropTempView(view)
+        try:
+            for frame in self._cached:
+                _release(frame)
+            for view in self._views:
+                self.spark.catalog.dropTempView(view)
+        except Exception:  # noqa: S110 (a JVM that died has nothing left to release)
+            pass
         self._cached.clear()
         self._frames.clear()
         self._views.clear()
