@@ -8,7 +8,7 @@ export UV_PYTHON := $(PYTHON)
 # Trust the platform certificate store (registries may sit behind a CA that only it carries).
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: test lint format demo sync bench clean docs spark
+.PHONY: test test-fast lint format demo sync bench clean docs spark
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -47,6 +47,10 @@ format: .venv/.synced
 # The suite runs on every core (pytest-xdist); each test is independent (own tmp dirs, free ports).
 test: lint
 	.venv/bin/pytest -n auto --dist loadgroup --durations=15
+
+# The inner loop: every test not marked slow (no kills, S3 runs, Spark, browser or demo), no lint.
+test-fast: .venv/.synced
+	.venv/bin/pytest -n auto --dist loadgroup -m "not slow" -q
 
 demo: .venv/.synced
 	.venv/bin/velocity demo

@@ -71,6 +71,7 @@ def runs(data_dir: Path) -> pl.DataFrame:
     return open_lake(data_dir).read("runs").sort("started_at")
 
 
+@pytest.mark.slow
 def test_refused_mail_fails_the_run_but_keeps_the_report_then_a_rerun_succeeds(ds, tmp_path):
     data_dir = tmp_path / "data"
     refusing, port = smtp(Inbox(reject_data=True))
@@ -192,6 +193,7 @@ def demo_dir(tmp_path_factory) -> tuple[Path, str]:
     return data_dir, r.stdout
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_pipeline(demo_dir):
     data_dir, out = demo_dir
     assert "nightly: extract succeeded, build succeeded, report succeeded, email succeeded" in out
@@ -210,6 +212,7 @@ def test_demo_runs_the_whole_pipeline(demo_dir):
     assert tasks.height == 3000
 
 
+@pytest.mark.slow
 def test_the_analyst_notebook_runs_against_the_demo_warehouse(demo_dir):
     import nbformat
     from nbclient import NotebookClient

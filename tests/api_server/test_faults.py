@@ -33,6 +33,7 @@ def classify(response: httpx.Response | None, error: Exception | None) -> str:
     return "ok"
 
 
+@pytest.mark.slow
 async def test_each_fault_is_observed_at_its_configured_rate(small_dataset):
     n, rate = 1400, 0.35
     knobs = Knobs(fault_rate=rate, hang_seconds=6.0, seed=3)

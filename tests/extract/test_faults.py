@@ -24,6 +24,7 @@ def reference(ds, tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_faults_in_process_give_the_same_lake(ds, reference, tmp_path):
     # 5% faults of every kind (hangs included: the per-request deadline cuts them short), plus
     # a token bucket tighter than the client's pace so 429s happen too.

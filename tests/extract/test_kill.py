@@ -30,6 +30,7 @@ def ds():
     return generate(tasks=2000, seed=41, now=NOW)
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_then_rerun_gives_the_same_lake(ds, tmp_path):
     reference = tmp_path / "reference"
     run_extract(ds, create_app(ds), reference)

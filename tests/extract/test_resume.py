@@ -58,6 +58,7 @@ def kill_after_checkpoints(args, env, data_dir: Path, checkpoints: int) -> int:
     return len(saved_details(staging))
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_refetches_only_what_was_not_checkpointed(ds, tmp_path):
     killed = tmp_path / "killed"
     with live_server(ds, Knobs(rate_limit=600)) as server:

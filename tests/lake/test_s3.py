@@ -67,6 +67,7 @@ def velocity(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
     )
 
 
+@pytest.mark.slow
 def test_extract_and_build_on_s3_give_the_marts_of_a_local_lake(ds, s3_lake, tmp_path):
     local = tmp_path / "local"
     run_extract(ds, create_app(ds), local)
@@ -94,6 +95,7 @@ def test_extract_and_build_on_s3_give_the_marts_of_a_local_lake(ds, s3_lake, tmp
     assert snap == open_lake(remote, s3_lake).head().run_id
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_rerun_gives_the_lake_of_a_clean_run(ds, s3_lake, tmp_path):
     reference = tmp_path / "reference"
     run_extract(ds, create_app(ds), reference)
@@ -130,6 +132,7 @@ def test_sigkill_mid_run_then_rerun_gives_the_lake_of_a_clean_run(ds, s3_lake, t
     assert_same_lake(reference, killed, lake_b=s3_lake)
 
 
+@pytest.mark.slow
 def test_two_writers_on_one_lake_one_fails_with_a_clear_line(ds, s3_lake, tmp_path):
     """Two runs from two data dirs (as from two machines) start together on one S3 lake."""
     reference = tmp_path / "reference"
@@ -159,6 +162,7 @@ def test_two_writers_on_one_lake_one_fails_with_a_clear_line(ds, s3_lake, tmp_pa
     assert runs.filter(pl.col("outcome") == "succeeded").height == codes.count(0)
 
 
+@pytest.mark.slow
 def test_credentials_appear_nowhere(ds, s3_lake, s3_server, tmp_path):
     data_dir = tmp_path / "data"
     with live_server(ds) as server:

@@ -334,7 +334,7 @@ IDIOMS = {
     "extract_epoch": "select extract(epoch from '2026-01-04T10:00:00.5+00:00'::timestamptz) as v",
     "list_keeps_nulls": "select k, list_sort(list(x)) as v from (values ('a', 2), ('a', null), ('a', 1), ('b', null)) t(k, x) group by k",
     "qualify_star": "select *, x * 2 as y from (values (1, 'a'), (2, 'a'), (3, 'b')) t(x, k) qualify row_number() over (partition by k order by x desc) = 1",
-    "grouping_sets": "select k, count(*) as n from (values ('a'), ('a'), ('b')) t(k) group by grouping sets ((k), ())",
+    "grouping_sets": "select k, j, count(*) as n from (values ('a', 1), ('a', 2), ('b', 1)) t(k, j) group by grouping sets ((k, j), (j))",
 }
 
 
@@ -563,37 +563,45 @@ def _duckdb_build(sources: list[LakeSource], tz: str) -> dict[str, pa.Table]:
     return built
 
 
-builds_engine: dict[str, SparkEngine] = {}  # the engine of the time zone being built
-
-
-@pytest.fixture(scope="module", params=TIMEZONES)
-def builds(request, spark, lake_sources):
-    """Both engines' rows of every model in one time zone, and Spark's error per model (a model
-    Spark fails reads DuckDB's rows downstream, so each failure shows only at its model)."""
-    tz = request.param
-    duck = _duckdb_build(lake_sources, tz)
-    engine = SparkEngine(spark)
-    for source in lake_sources:
-        engine.register_lake(source)
-    engine.register_table("config_service_lines", SERVICE_LINES)
-    errors: dict[str, str] = {}
-    started = time.perf_counter()
-    for table, sql, materialized in _models():
+@pytest.fixture(scope="module")
+def all_builds(spark, lake_sources):
+    """Per time zone: both engines' rows of every model, Spark's error per model (a model Spark
+    fails reads DuckDB's rows downstream, so each failure shows only at its model), and what
+    the singular data tests and the Python models give on Spark. Computed once per time zone,
+    one engine at a time (the engines' temporary views share the session's names)."""
+    out = {}
+    for tz in TIMEZONES:
+        duck = _duckdb_build(lake_sources, tz)
+        engine = SparkEngine(spark)
         try:
-            engine.create(table, bind(sql, _variables(tz), "test"), materialized)
-        except BuildError as exc:
-            errors[table] = str(exc)
-            engine.register_table(view_name(table), duck[table])
-    got = {table: engine.to_arrow(table) for table in duck if table not in errors}
-    builds_engine[tz] = engine
-    print(
-        f"\nspark built {len(duck)} models ({tz}) in {time.perf_counter() - started:.1f} s; "
-        f"failed: {sorted(errors)}"
-    )
-    yield tz, duck, got, errors
-    engine.close()
+            for source in lake_sources:
+                engine.register_lake(source)
+            engine.register_table("config_service_lines", SERVICE_LINES)
+            errors: dict[str, str] = {}
+            started = time.perf_counter()
+            for table, sql, materialized in _models():
+                try:
+                    engine.create(table, bind(sql, _variables(tz), "test"), materialized)
+                except BuildError as exc:
+                    errors[table] = str(exc)
+                    engine.register_table(view_name(table), duck[table])
+            got = {table: engine.to_arrow(table) for table in duck if table not in errors}
+            singular = {
+                path.stem: engine.rows(bind(path.read_text(), _variables(tz), "test"), 1000)
+                for path in SINGULAR_TESTS
+            }
+            python = {table: _python_model_on_both(engine, table, duck, tz) for table in PYTHON}
+            print(
+                f"\nspark built {len(duck)} models ({tz}) in "
+                f"{time.perf_counter() - started:.1f} s; failed: {sorted(errors)}"
+            )
+        finally:
+            engine.close()
+        out[tz] = (duck, got, errors, singular, python)
+    return out
 
 
+@pytest.mark.parametrize("tz", TIMEZONES)
 @pytest.mark.parametrize(
     "table",
     [
@@ -603,8 +611,8 @@ def builds(request, spark, lake_sources):
         for t in MODELS
     ],
 )
-def test_model_is_the_same_on_spark(table, builds):
-    tz, duck, got, errors = builds
+def test_model_is_the_same_on_spark(table, tz, all_builds):
+    duck, got, errors, _, _ = all_builds[tz]
     if table in errors:
         pytest.fail(f"{tz}: {errors[table]}")
     assert duck[table].num_rows > 0 or table.startswith("staging.stg_r"), (
@@ -613,19 +621,11 @@ def test_model_is_the_same_on_spark(table, builds):
     _assert_same_rows(f"{table} ({tz})", duck[table], got[table], NOT_COMPARED.get(table, set()))
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=NEEDS_REWRITE[p.stem]))
-        if p.stem in NEEDS_REWRITE
-        else p
-        for p in SINGULAR_TESTS
-    ],
-    ids=lambda p: p.stem,
-)
-def test_singular_data_test_is_the_same_on_spark(path, builds, lake_sources):
+@pytest.mark.parametrize("tz", TIMEZONES)
+@pytest.mark.parametrize("path", SINGULAR_TESTS, ids=lambda p: p.stem)
+def test_singular_data_test_is_the_same_on_spark(path, tz, all_builds):
     """The build's own checks (a query returning offending rows) run on Spark too."""
-    tz, duck, _, _ = builds
+    duck, _, _, singular, _ = all_builds[tz]
     sql = bind(path.read_text(), _variables(tz), "test")
     con = duckdb.connect()
     for table, rows in duck.items():
@@ -634,16 +634,14 @@ def test_singular_data_test_is_the_same_on_spark(path, builds, lake_sources):
         con.register(f"_{schema}_{name}", rows)
         con.execute(f"create table {table} as select * from _{schema}_{name}")
     expected = _arrow(con.sql(sql))
-    engine = builds_engine[tz]
-    columns, rows = engine.rows(sql, 1000)
+    columns, rows = singular[path.stem]
     assert columns == expected.column_names
     assert len(rows) == expected.num_rows == 0, f"{path.stem} ({tz}) found offending rows"
 
 
-def _python_models() -> list[str]:
-    return sorted(
-        f"marts.{p.stem}" for p in (MODELS_DIR / "marts").glob("*.py") if not p.name.startswith("_")
-    )
+PYTHON = sorted(
+    f"marts.{p.stem}" for p in (MODELS_DIR / "marts").glob("*.py") if not p.name.startswith("_")
+)
 
 
 def _call(function, context, inputs):
@@ -651,28 +649,25 @@ def _call(function, context, inputs):
     return out.to_arrow() if hasattr(out, "to_arrow") else out
 
 
-@pytest.mark.parametrize("table", _python_models())
-def test_python_model_is_the_same_on_spark(table, builds):
+def _python_model_on_both(engine, table, duck, tz) -> tuple[pa.Table, pa.Table]:
     """A partitioned Python model: once per partition value on Spark (cogroup/applyInArrow),
-    against the same function called per value here on DuckDB's rows."""
+    and the same function called per value here on DuckDB's rows."""
     import functools
     import importlib
 
-    runner = pytest.importorskip("scrums_velocity.models.runner")
-    config = pytest.importorskip("scrums_velocity.config")
-    if not hasattr(runner, "ModelContext"):
-        pytest.skip("the runner has no ModelContext yet")
-    tz, duck, _, _ = builds
+    from scrums_velocity.config import HealthConfig, ModelConfig
+    from scrums_velocity.models.runner import ModelContext
+
     module = importlib.import_module(f"scrums_velocity.models.{table}")
     settings = _variables(tz)
-    context = runner.ModelContext(
+    context = ModelContext(
         datetime.fromisoformat(str(settings["as_of"])),
-        config.ModelConfig(
+        ModelConfig(
             timezone=tz,
             baseline_weeks=settings["baseline_weeks"],
             min_baseline_weeks=settings["min_baseline_weeks"],
         ),
-        config.HealthConfig(),
+        HealthConfig(),
     )
     inputs = {name: duck[name] for name in module.INPUTS}
     key = module.PARTITION_BY
@@ -689,7 +684,6 @@ def test_python_model_is_the_same_on_spark(table, builds):
             _call(module.model, context, part).select(module.SCHEMA.names).cast(module.SCHEMA)
         )
     expected = pa.concat_tables(parts) if parts else module.SCHEMA.empty_table()
-    engine = builds_engine[tz]
     engine.create_python(
         table,
         list(module.INPUTS),
@@ -698,13 +692,19 @@ def test_python_model_is_the_same_on_spark(table, builds):
         module.SCHEMA,
         "table",
     )
-    got = engine.to_arrow(table)
+    return expected, engine.to_arrow(table)
+
+
+@pytest.mark.parametrize("tz", TIMEZONES)
+@pytest.mark.parametrize("table", PYTHON)
+def test_python_model_is_the_same_on_spark(table, tz, all_builds):
+    expected, got = all_builds[tz][4][table]
     assert expected.num_rows > 0
     _assert_same_rows(f"{table} ({tz})", expected, got, set())
 
 
-def test_the_lake_exercises_the_models(builds):
-    _, duck, _, _ = builds
+def test_the_lake_exercises_the_models(all_builds):
+    duck = all_builds["UTC"][0]
     weekly = duck["marts.lin_velocity_weekly"].to_pylist()
     assert {r["health"] for r in weekly} >= {"healthy", "insufficient_history", "week_in_progress"}
     events = {r["event"] for r in duck["marts.lin_week_tasks"].to_pylist()}

@@ -29,6 +29,7 @@ if not Path(CHROMIUM).exists():
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 
+@pytest.mark.slow
 def test_report_in_headless_chromium(built, tmp_path):
     report = write_report(built.data_dir, built.config())
     assert (report.directory / "index.html").stat().st_size <= 2_000_000
