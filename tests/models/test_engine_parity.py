@@ -26,7 +26,7 @@ pytest.importorskip("pyspark")
 if shutil.which("java") is None:  # pragma: no cover
     pytest.skip("no Java runtime (make spark)", allow_module_level=True)
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(name="spark")]
 
 
 def both(lake_dir: Path, tmp: Path, **settings) -> tuple[Path, Path]:

@@ -35,7 +35,7 @@ from scrums_velocity.models.spark import (
     view_name,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(name="spark")]
 
 MODELS_DIR = Path(__file__).parents[2] / "src" / "scrums_velocity" / "models"
 LAYERS = ("staging", "intermediate", "marts")
@@ -50,7 +50,7 @@ NEEDS_REWRITE: dict[str, str] = {}
 SINGULAR_TESTS = sorted((MODELS_DIR / "tests").glob("*.sql"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # the process's one session (spark_session reuses it)
 def spark():
     started = time.perf_counter()
     session = spark_session("local[2]")
@@ -537,7 +537,7 @@ def _variables(tz: str) -> dict[str, object]:
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lake_sources(tmp_path_factory) -> list[LakeSource]:
     return _write_lake(_lake(), tmp_path_factory.mktemp("lake"))
 
@@ -563,7 +563,7 @@ def _duckdb_build(sources: list[LakeSource], tz: str) -> dict[str, pa.Table]:
     return built
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # kept when xdist interleaves this module with another
 def all_builds(spark, lake_sources):
     """Per time zone: both engines' rows of every model, Spark's error per model (a model Spark
     fails reads DuckDB's rows downstream, so each failure shows only at its model), and what
