@@ -188,7 +188,8 @@ def build_cmd(
             spark_master=spark_master,
         ),
     )
-    revalidate(cfg)  # the flags are checked like the file's values
+    where = "a flag" if cfg.source == "defaults" else f"{cfg.source} with the flags"
+    revalidate(cfg.model_copy(update={"source": where}))  # flags checked like the file's values
     settings = BuildSettings.from_config(
         cfg, as_of=_parse_time(as_of, "--as-of"), snapshot=snapshot, profile=profile
     )

@@ -160,6 +160,18 @@ class ModelConfig(_Strict):
             ) from None
         return value
 
+    @field_validator("spark_master")
+    @classmethod
+    def _spark_master(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(
+            r"^(local(\[(\d+|\*)(,\d+)?\])?|yarn|(spark|k8s|mesos|sc)://\S+)$", value
+        ):
+            raise ValueError(
+                f"{value!r} is not a Spark master: local[*], local[N], spark://host:port, "
+                "yarn, k8s://..., or sc://host:port for Spark Connect"
+            )
+        return value
+
     @field_validator("min_baseline_weeks")
     @classmethod
     def _min_within_baseline(cls, value: int, info: ValidationInfo) -> int:

@@ -165,6 +165,9 @@ def test_model_files_follow_the_conventions():
     [
         (["--timezone", "Mars/Olympus"], "model.timezone: unknown time zone 'Mars/Olympus'"),
         (["--baseline-weeks", "2"], "min_baseline_weeks: 4 must not exceed baseline_weeks (2)"),
+        (["--engine", "nope"], "a flag is invalid: model.engine: Input should be 'duckdb' or"),
+        (["--engine", "spark", "--spark-master", "bogus://x"], "'bogus://x' is not a Spark master"),
+        (["--profile", "/etc/passwd"], "--profile /etc/passwd: not a folder one can write"),
     ],
 )
 def test_bad_settings_from_flags_are_checked_like_the_files(tmp_path, flags, message):

@@ -765,6 +765,13 @@ def build(settings: BuildSettings, *, lock: bool = True) -> BuildResult:
         raise ConfigError(f"--data-dir {data_dir} is a file, not a directory")
     if not data_dir.is_dir() and settings.lake is None:
         raise BuildError(f"no lake in {data_dir}: run 'velocity extract' first")
+    if settings.profile is not None:
+        try:
+            settings.profile.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"--profile {settings.profile}: not a folder one can write ({exc.strerror})"
+            ) from None
     ctx = data_dir_lock(data_dir, "velocity build") if lock else contextlib.nullcontext()
     with ctx:
         remove_leftovers(data_dir)
