@@ -45,12 +45,13 @@ format: .venv/.synced
 	.venv/bin/ruff format .
 
 # The suite runs on every core (pytest-xdist); each test is independent (own tmp dirs, free ports).
+# loadfile: a test file's tests share a worker, so the Spark tests share one Spark session.
 test: lint
-	.venv/bin/pytest -n auto --dist loadgroup --durations=15
+	.venv/bin/pytest -n auto --dist loadfile --durations=15
 
 # The inner loop: every test not marked slow (no kills, S3 runs, Spark, browser or demo), no lint.
 test-fast: .venv/.synced
-	.venv/bin/pytest -n auto --dist loadgroup -m "not slow" -q
+	.venv/bin/pytest -n auto --dist loadfile -m "not slow" -q
 
 demo: .venv/.synced
 	.venv/bin/velocity demo

@@ -1,6 +1,11 @@
-"""The Spark engine: its adapter methods on small Arrow tables, and every SQL model run on DuckDB
-and on Spark over one hand-built lake, compared row for row (keys exact, floats within 1e-9
-relative), in UTC and Europe/London. One local[2] session for the module."""
+"""The Spark engine: its adapter methods on small Arrow tables; every model (intermediates, the
+singular data tests and the Python models included) run on DuckDB and on Spark over one hand-built
+lake with the edge cases, compared row for row (keys exact, floats within 1e-9 relative), in UTC
+and Europe/London; and `velocity build --engine spark` through the real runner against the DuckDB
+build, every mart, on the golden lake (New York) and a 2,500-task synthetic lake (London).
+
+One local[2] session for the test run: `make test` runs with `--dist loadfile`, which keeps this
+file on one worker (xdist 3.8's loadgroup split the marked tests across workers here)."""
 
 from __future__ import annotations
 
@@ -18,11 +23,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from scrums_velocity.api_server import generate
+from scrums_velocity.api_server.lake_export import write_lake
+from scrums_velocity.config import ModelConfig
 from scrums_velocity.errors import BuildError
 from scrums_velocity.lake import PARTITIONED, SCHEMAS
+from scrums_velocity.models.compare import compare_marts
 from scrums_velocity.models.engine import LakeSource, bind
-from scrums_velocity.models.runner import discover
+from scrums_velocity.models.runner import BuildSettings, build, discover
 from tests.models.lakes import Lake, ts
+from tests.models.test_velocity_golden import AS_OF as GOLDEN_AS_OF
+from tests.models.test_week_tasks_golden import NAMES, extended
 
 pytest.importorskip("pyspark")
 pytest.importorskip("sqlglot")
@@ -35,7 +46,7 @@ from scrums_velocity.models.spark import (
     view_name,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(name="spark")]
+pytestmark = pytest.mark.slow
 
 MODELS_DIR = Path(__file__).parents[2] / "src" / "scrums_velocity" / "models"
 LAYERS = ("staging", "intermediate", "marts")
@@ -777,3 +788,48 @@ def _assert_same_rows(what: str, expected: pa.Table, got: pa.Table, skip: set[st
             if not _same(a, b)
         ]
         assert not diffs, f"{what}: first differing row:\n  " + "\n  ".join(diffs)
+
+
+# --- the whole build on both engines (the real runner, every mart) ---------------------------
+
+
+def both(lake_dir: Path, tmp: Path, **settings) -> tuple[Path, Path]:
+    """The warehouses DuckDB and Spark build from one lake with the same settings."""
+    out = []
+    for engine in ("duckdb", "spark"):
+        data_dir = tmp / engine
+        data_dir.mkdir()
+        model = ModelConfig(engine=engine, spark_master="local[2]", **settings.pop("model", {}))
+        build(BuildSettings(data_dir=data_dir, lake=str(lake_dir), model=model, **settings))
+        settings["model"] = model.model_dump(exclude={"engine", "spark_master"})
+        out.append(data_dir / "warehouse.duckdb")
+    return out[0], out[1]
+
+
+def assert_same_marts(duck: Path, spark: Path) -> None:
+    results = compare_marts(duck, spark)
+    assert len(results) >= 14
+    assert [str(r) for r in results if not r.equal] == []
+    assert sum(r.rows for r in results) > 100  # a comparison of something
+    con = duckdb.connect(str(spark), read_only=True)
+    assert con.execute("select engine from marts.build_info").fetchall() == [("spark",)]
+
+
+def test_the_golden_lake_in_new_york(tmp_path):
+    lake = extended().write(tmp_path / "lake-data")
+    duck, spark = both(
+        lake / "lake",
+        tmp_path,
+        as_of=GOLDEN_AS_OF,
+        service_lines=NAMES,
+        model={"baseline_weeks": 4, "timezone": "America/New_York"},
+    )
+    assert_same_marts(duck, spark)
+
+
+def test_a_synthetic_lake_of_thousands_of_tasks_in_london(tmp_path):
+    now = datetime(2026, 4, 8, 10, 30, tzinfo=UTC)  # after the UK clock change
+    data_dir = tmp_path / "lake-data"
+    write_lake(generate(tasks=2500, seed=11, now=now), data_dir)
+    duck, spark = both(data_dir / "lake", tmp_path, model={"timezone": "Europe/London"})
+    assert_same_marts(duck, spark)
