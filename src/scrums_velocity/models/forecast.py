@@ -119,6 +119,19 @@ def forecast_line(
 OPEN_STATUSES = ("backlog", "in_progress", "in_review")
 
 
+def run_model(body, inputs: dict, context, names: tuple[str, str]) -> pl.DataFrame:
+    """A forecast Python model's body: ``body`` (forecast_service_line or backtest_service_line)
+    on one service line's daily throughput and daily status rows, with the build's settings."""
+    daily, status = (pl.DataFrame(inputs[name]) for name in names)
+    return body(
+        daily,
+        status,
+        today=context.today,
+        baseline_weeks=context.model.baseline_weeks,
+        seed=context.model.forecast_seed,
+    )
+
+
 def open_by_day(status_daily: pl.DataFrame) -> dict[date, int]:
     """Open tasks (backlog, in progress, in review) at the end of each day, from one service
     line's rows of marts.lin_status_daily."""
