@@ -98,7 +98,7 @@ class Engine(Protocol):
         materialized: Materialized,
     ) -> None:
         """Build ``table`` with ``function``: once per value of ``partition_by`` over the
-        ``inputs`` (each filtered to that value; Spark: ``applyInPandas``/``cogroup``), or once
+        ``inputs`` (each filtered to that value; Spark: ``applyInArrow``, ``cogroup``), or once
         over whole inputs when ``partition_by`` is None. Rows are cast to ``schema``."""
 
     def count(self, table: str) -> int:
