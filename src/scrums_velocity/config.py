@@ -131,7 +131,9 @@ class ModelConfig(_Strict):
     timezone: str = Field("UTC", description="IANA time zone of weeks and days")
     baseline_weeks: int = Field(12, ge=1, description="K: the weeks a baseline averages")
     min_baseline_weeks: int = Field(4, ge=1, description="fewer baseline weeks: no verdict")
-    forecast_seed: int = Field(7, description="seed of the Monte Carlo forecasts (deterministic)")
+    forecast_seed: int = Field(
+        7, ge=0, description="seed of the Monte Carlo forecasts (deterministic)"
+    )
     threads: int = Field(2, ge=1, le=256, description="DuckDB threads for the build")
     engine: Literal["duckdb", "spark"] = Field(
         "duckdb", description="what computes the models: duckdb, or spark for clusters"
@@ -160,11 +162,36 @@ class ModelConfig(_Strict):
             ) from None
         return value
 
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_limit(cls, value: str) -> str:
+        number, unit = re.match(r"^(\d+(?:\.\d+)?)\s*([KMGT])i?B$", value).groups()  # type: ignore[union-attr]
+        mib = float(number) * {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}[unit]
+        if not 64 <= mib <= 1024**3:
+            raise ValueError(f"{value!r}: give DuckDB between 64MB and 1024TB")
+        return value
+
+    @field_validator("spark_conf")
+    @classmethod
+    def _spark_conf(cls, conf: dict[str, str]) -> dict[str, str]:
+        for key, value in conf.items():
+            _no_controls(key)
+            _no_controls(value)
+            if not key.startswith("spark.") or key in (
+                "spark.master",
+                "spark.sql.session.timeZone",
+            ):
+                raise ValueError(
+                    f"{key!r}: spark_conf takes spark.* settings; the master is spark_master and "
+                    "the session time zone stays UTC (the models convert to [model] timezone)"
+                )
+        return conf
+
     @field_validator("spark_master")
     @classmethod
     def _spark_master(cls, value: str | None) -> str | None:
         if value is not None and not re.match(
-            r"^(local(\[(\d+|\*)(,\d+)?\])?|yarn|(spark|k8s|mesos|sc)://\S+)$", value
+            r"^(local(\[([1-9]\d*|\*)(,\d+)?\])?|yarn|(spark|k8s|mesos|sc)://\S+)$", value
         ):
             raise ValueError(
                 f"{value!r} is not a Spark master: local[*], local[N], spark://host:port, "

@@ -168,6 +168,7 @@ def test_model_files_follow_the_conventions():
         (["--engine", "nope"], "a flag is invalid: model.engine: Input should be 'duckdb' or"),
         (["--engine", "spark", "--spark-master", "bogus://x"], "'bogus://x' is not a Spark master"),
         (["--profile", "/etc/passwd"], "--profile /etc/passwd: not a folder one can write"),
+        (["--engine", "spark", "--spark-master", "local[0]"], "'local[0]' is not a Spark master"),
     ],
 )
 def test_bad_settings_from_flags_are_checked_like_the_files(tmp_path, flags, message):
@@ -265,6 +266,10 @@ def test_a_build_removes_what_killed_builds_left(tmp_path):
     ]
     for path in leftovers:
         path.write_bytes(b"x" * 1000)
+    spill = tmp_path / ".warehouse.duckdb.4242-abcdef.tmp.spill"  # a killed build's spill folder
+    (spill / "sub").mkdir(parents=True)
+    (spill / "duckdb_temp_storage-0.tmp").write_bytes(b"y" * 1000)
+    leftovers.append(spill)
     keep = tmp_path / "warehouse.duckdb.bak"
     keep.write_bytes(b"mine")
     build(BuildSettings(data_dir=tmp_path))
@@ -304,3 +309,27 @@ def test_relationships_and_expression_tests_find_the_rows_that_break_them(tmp_pa
         # more completions by agents than completions
         "expression(completed_by_agent between 0 and completed)": [("LIN-B", None, 1, 2)],
     }
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"memory_limit": "1KB"}, "give DuckDB between 64MB and 1024TB"),
+        ({"memory_limit": "99999999999TB"}, "give DuckDB between 64MB and 1024TB"),
+        ({"forecast_seed": -1}, "greater than or equal to 0"),
+        ({"spark_conf": {"spark.master": "local"}}, "the master is spark_master"),
+        ({"spark_conf": {"foo": "x"}}, "spark_conf takes spark.* settings"),
+        ({"spark_conf": {"spark.x": "a\nb"}}, "control characters"),
+    ],
+)
+def test_model_settings_are_checked_where_they_are_read(model, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Config.model_validate({"model": model})
+
+
+def test_a_data_dir_with_spaces_and_accents_builds_and_its_views_read(tmp_path):
+    data_dir = tmp_path / "it's a data dir é✓"
+    one_done_task().write(data_dir)  # the Delta log lists its files percent-encoded
+    build(BuildSettings(data_dir=data_dir))
+    con = duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True)
+    assert con.execute("select count(*) from staging.stg_tasks").fetchall() == [(1,)]

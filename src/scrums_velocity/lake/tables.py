@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -212,7 +213,7 @@ class Lake:
             return None
         with storage_errors(f"cannot read {dataset} of snapshot {snapshot.run_id}"):
             uris = self._table(dataset, snapshot.versions[dataset]).file_uris()
-        return [u.removeprefix("file://") for u in uris]
+        return [_local_path(u) for u in uris]
 
     def scan(self, dataset: str, snapshot: Snapshot | None = None) -> pl.LazyFrame:
         snap = snapshot or self.snapshot()
@@ -579,6 +580,12 @@ class Lake:
                 removed[dataset] = len(files)
         event("lake.vacuumed", retention_days=retention.days, **removed)
         return removed
+
+
+def _local_path(uri: str) -> str:
+    """A local file's path from its (percent-encoded) ``file://`` URI: a data dir with a space or
+    a non-ASCII letter in its path is ``%20``/``%C3%A9`` in the Delta log's URIs."""
+    return urllib.parse.unquote(uri.removeprefix("file://"))
 
 
 def _unique(staged: pads.Dataset, dataset: str) -> pa.Table:

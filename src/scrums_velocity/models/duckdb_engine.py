@@ -39,7 +39,18 @@ class DuckDBEngine:
         self, *, threads: int, memory_limit: str, scratch: Path, profile: Path | None = None
     ) -> None:
         self.profile = profile  # a folder: each computed model's EXPLAIN ANALYZE, as JSON
-        self.con = duckdb.connect(
+        try:
+            self.con = self._connect(threads, memory_limit, scratch)
+        except duckdb.Error as exc:
+            raise BuildError(f"cannot start DuckDB for the build: {first_line(exc)}") from None
+        self.con.execute("SET enable_progress_bar = false")  # the build logs its own progress
+        self._arrow: dict[str, object] = {}  # keeps registered Arrow objects alive
+        for schema in ("staging", "intermediate", "marts"):
+            self.con.execute(f"CREATE SCHEMA {schema}")
+
+    @staticmethod
+    def _connect(threads: int, memory_limit: str, scratch: Path) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(
             config={
                 "threads": int(threads),
                 "memory_limit": memory_limit,
@@ -48,22 +59,23 @@ class DuckDBEngine:
                 "preserve_insertion_order": False,
             }
         )
-        self.con.execute("SET enable_progress_bar = false")  # the build logs its own progress
-        self._arrow: dict[str, object] = {}  # keeps registered Arrow objects alive
-        for schema in ("staging", "intermediate", "marts"):
-            self.con.execute(f"CREATE SCHEMA {schema}")
 
     def register_lake(self, source: LakeSource) -> None:
         view = _name(f"lake_{source.name}")
         if source.dataset is not None:
             self._register(view, source.dataset)
         elif source.files:
-            self.con.execute(f"SET VARIABLE {view}_files = ?", [list(source.files)])
-            self.con.execute(
-                f"CREATE VIEW {view} AS SELECT * FROM read_parquet("
-                f"getvariable('{view}_files'), "
-                f"hive_partitioning = {str(source.hive_partitioning).lower()})"
-            )
+            try:
+                self.con.execute(f"SET VARIABLE {view}_files = ?", [list(source.files)])
+                self.con.execute(
+                    f"CREATE VIEW {view} AS SELECT * FROM read_parquet("
+                    f"getvariable('{view}_files'), "
+                    f"hive_partitioning = {str(source.hive_partitioning).lower()})"
+                )
+            except duckdb.Error as exc:
+                raise BuildError(
+                    f"cannot read the lake's {source.name}: {first_line(exc)}"
+                ) from None
         else:
             assert source.schema is not None, source.name
             self._register(view, source.schema.empty_table())

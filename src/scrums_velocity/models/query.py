@@ -56,7 +56,7 @@ def _first_line(exc: Exception) -> str:
 
 
 # What the warehouse keeps as views over the lake's files (which the sandbox cannot open)
-_LAKE_VIEWS = re.compile(r"\b(staging|intermediate)\s*\.|\blake_[a-z_]+", re.IGNORECASE)
+_LAKE_VIEWS = re.compile(r"\b(staging|intermediate)\"?\s*\.|\blake_[a-z_]+", re.IGNORECASE)
 
 
 def run_query(

@@ -634,13 +634,16 @@ def write_warehouse(
     if isinstance(engine, DuckDBEngine):
         con = engine.con
     else:
-        con = duckdb.connect(
-            config={
-                "threads": settings.model.threads,
-                "memory_limit": settings.model.memory_limit,
-                "preserve_insertion_order": False,
-            }
-        )
+        try:
+            con = duckdb.connect(
+                config={
+                    "threads": settings.model.threads,
+                    "memory_limit": settings.model.memory_limit,
+                    "preserve_insertion_order": False,
+                }
+            )
+        except duckdb.Error as exc:
+            raise BuildError(f"cannot open DuckDB for the warehouse: {_first_line(exc)}") from None
     # (preserve_insertion_order off, measured at 1M tasks: inserts that keep insertion order
     # leave ~40% of the file as free blocks, 123 MiB instead of 89; marts have no row order.)
     try:
@@ -749,9 +752,12 @@ def remove_leftovers(data_dir: Path) -> list[Path]:
     Called with the data dir locked, so no build that could still be writing them is running.
     """
     removed = []
-    for path in data_dir.glob(f".{WAREHOUSE}.*.tmp*"):
+    for path in data_dir.glob(f".{WAREHOUSE}.*.tmp*"):  # the file, its .wal, its .spill folder
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
             removed.append(path)
     if removed:
         event("build.leftovers_removed", files=len(removed))
@@ -766,6 +772,10 @@ def build(settings: BuildSettings, *, lock: bool = True) -> BuildResult:
     if not data_dir.is_dir() and settings.lake is None:
         raise BuildError(f"no lake in {data_dir}: run 'velocity extract' first")
     if settings.profile is not None:
+        if settings.model.engine != "duckdb":
+            raise ConfigError(
+                "--profile writes DuckDB's query profiles: use it with --engine duckdb"
+            )
         try:
             settings.profile.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

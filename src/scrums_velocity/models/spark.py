@@ -723,7 +723,7 @@ def spark_session(master: str | None = None, conf: dict[str, str] | None = None)
             session = builder.getOrCreate()
         except ImportError as exc:  # Spark Connect's client packages
             raise BuildError(
-                f"Spark Connect needs pyspark's connect packages ({exc.name}): "
+                f"Spark Connect needs pyspark's connect packages ({exc.name or _first_line(exc)}): "
                 "pip install 'pyspark[connect]'"
             ) from None
         except Exception as exc:

@@ -42,7 +42,7 @@ final as (
         weeks.workspace_id,
         weeks.week_start,
         weeks.week_complete,
-        coalesce(wip.wip_at_week_end, 0) as wip_at_week_end,
+        coalesce(wip.wip_at_week_end, 0)::bigint as wip_at_week_end,
         coalesce(closed.completed, 0) as completed,
         closed.cycle_time_p50_hours,
         closed.cycle_time_p85_hours,
