@@ -101,3 +101,10 @@ def exit_codes() -> list[tuple[int, str]]:
         if cls.exit_code not in codes and cls.__doc__ and cls is not VelocityError:
             codes[cls.exit_code] = " ".join(cls.__doc__.split())
     return sorted(codes.items())
+
+
+def first_line(exc: BaseException) -> str:
+    """A library error's first line (DuckDB's run to several, with hints and context), or its
+    type when it says nothing: what an ``Error:`` line quotes of it."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -15,7 +15,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from scrums_velocity.errors import BuildError
+from scrums_velocity.errors import BuildError, first_line
 from scrums_velocity.models.engine import LakeSource, Materialized, PartitionFunction
 
 _TABLE = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
@@ -25,11 +25,6 @@ def _name(table: str) -> str:
     if not _TABLE.match(table):
         raise BuildError(f"not a plain table name: {table!r}")
     return table
-
-
-def first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class DuckDBEngine:

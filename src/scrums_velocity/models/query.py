@@ -10,7 +10,7 @@ from typing import Any
 
 import duckdb
 
-from scrums_velocity.errors import BuildError, ConfigError
+from scrums_velocity.errors import BuildError, ConfigError, first_line
 from scrums_velocity.models.runner import WAREHOUSE, load_schema_docs
 
 
@@ -45,14 +45,9 @@ def connect_read_only(data_dir: Path, *, sandbox: bool = True) -> duckdb.DuckDBP
         return duckdb.connect(str(path), read_only=True, config=SANDBOX if sandbox else {})
     except duckdb.Error as exc:
         raise BuildError(
-            f"cannot open {path} read-only: {_first_line(exc)}; "
+            f"cannot open {path} read-only: {first_line(exc)}; "
             "rebuild it with 'velocity build' if it is damaged"
         ) from None
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # What the warehouse keeps as views over the lake's files (which the sandbox cannot open)
@@ -76,14 +71,14 @@ def run_query(
             rows = cursor.fetchmany(limit) if limit else cursor.fetchall()
         except duckdb.PermissionException as exc:
             if not _LAKE_VIEWS.search(sql):
-                raise ConfigError(f"query failed: {_first_line(exc)}") from None
+                raise ConfigError(f"query failed: {first_line(exc)}") from None
             raise ConfigError(
-                f"query failed: {_first_line(exc)}. staging.*, intermediate.* and lake_* are "
+                f"query failed: {first_line(exc)}. staging.*, intermediate.* and lake_* are "
                 "views over the lake's files, which this sandbox does not open: query the marts "
                 "here, or those views with 'velocity shell' (the DuckDB CLI) or DuckDB itself"
             ) from None
         except duckdb.Error as exc:
-            raise ConfigError(f"query failed: {_first_line(exc)}") from None
+            raise ConfigError(f"query failed: {first_line(exc)}") from None
     finally:
         con.close()
     return columns, rows

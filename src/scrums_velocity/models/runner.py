@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scrums_velocity.config import Config, HealthConfig, ModelConfig
-from scrums_velocity.errors import BuildError, ConfigError
+from scrums_velocity.errors import BuildError, ConfigError, first_line
 from scrums_velocity.lake import (
     DATASETS,
     PARTITIONED,
@@ -227,7 +227,7 @@ def _python_model(layer: str, path: Path, materialized: Materialized) -> Model:
             spec.loader.exec_module(module)
     except Exception as exc:  # a model that cannot even be imported
         raise BuildError(
-            f"model {table} cannot be loaded: {type(exc).__name__}: {_first_line(exc)}"
+            f"model {table} cannot be loaded: {type(exc).__name__}: {first_line(exc)}"
         ) from None
     inputs = getattr(module, "INPUTS", None)
     output = getattr(module, "SCHEMA", None)
@@ -312,10 +312,6 @@ def _ident(name: str) -> str:
     if not _IDENT.match(name):
         raise BuildError(f"not a plain identifier in _schema.toml: {name!r}")
     return f'"{name}"'
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 class DataTestFailure(BuildError):
@@ -527,7 +523,7 @@ def run_models(
                 raise
             except Exception as exc:  # the model's own code failed
                 raise BuildError(
-                    f"model {model.table} failed: {type(exc).__name__}: {_first_line(exc)}"
+                    f"model {model.table} failed: {type(exc).__name__}: {first_line(exc)}"
                 ) from None
         else:
             engine.create(model.table, bind(model.sql, variables, model.table), model.materialized)
@@ -643,7 +639,7 @@ def write_warehouse(
                 }
             )
         except duckdb.Error as exc:
-            raise BuildError(f"cannot open DuckDB for the warehouse: {_first_line(exc)}") from None
+            raise BuildError(f"cannot open DuckDB for the warehouse: {first_line(exc)}") from None
     # (preserve_insertion_order off, measured at 1M tasks: inserts that keep insertion order
     # leave ~40% of the file as free blocks, 123 MiB instead of 89; marts have no row order.)
     try:
@@ -698,7 +694,7 @@ def write_warehouse(
         con.execute("USE memory")
         con.execute("DETACH warehouse")  # checkpoints it
     except duckdb.Error as exc:
-        raise BuildError(f"cannot write the warehouse {path.name}: {_first_line(exc)}") from None
+        raise BuildError(f"cannot write the warehouse {path.name}: {first_line(exc)}") from None
     finally:
         if own:
             con.close()
