@@ -1,11 +1,10 @@
 """The Spark engine: its adapter methods on small Arrow tables; every model (intermediates, the
 singular data tests and the Python models included) run on DuckDB and on Spark over one hand-built
 lake with the edge cases, compared row for row (keys exact, floats within 1e-9 relative), in UTC
-and Europe/London; and `velocity build --engine spark` through the real runner against the DuckDB
-build, every mart, on the golden lake (New York) and a 2,500-task synthetic lake (London).
+and Europe/London. test_spark_build.py runs the whole build through the runner on both engines.
 
-One local[2] session for the test run: `make test` runs with `--dist loadfile`, which keeps this
-file on one worker (xdist 3.8's loadgroup split the marked tests across workers here)."""
+One local[2] session per worker (the `spark` fixture in conftest.py); `make test` runs with
+`--dist loadfile`, which keeps each file's tests on one worker."""
 
 from __future__ import annotations
 
@@ -23,17 +22,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from scrums_velocity.api_server import generate
-from scrums_velocity.api_server.lake_export import write_lake
-from scrums_velocity.config import ModelConfig
 from scrums_velocity.errors import BuildError
 from scrums_velocity.lake import PARTITIONED, SCHEMAS
-from scrums_velocity.models.compare import compare_marts
 from scrums_velocity.models.engine import LakeSource, bind
-from scrums_velocity.models.runner import BuildSettings, build, discover
+from scrums_velocity.models.runner import discover
 from tests.models.lakes import Lake, ts
-from tests.models.test_velocity_golden import AS_OF as GOLDEN_AS_OF
-from tests.models.test_week_tasks_golden import NAMES, extended
 
 pytest.importorskip("pyspark")
 pytest.importorskip("sqlglot")
@@ -61,14 +54,6 @@ NEEDS_REWRITE: dict[str, str] = {}
 SINGULAR_TESTS = sorted((MODELS_DIR / "tests").glob("*.sql"))
 
 
-@pytest.fixture(scope="session")  # the process's one session (spark_session reuses it)
-def spark():
-    started = time.perf_counter()
-    session = spark_session("local[2]")
-    print(f"\nspark session started in {time.perf_counter() - started:.1f} s")
-    return session
-
-
 @pytest.fixture
 def engine(spark):
     engine = SparkEngine(spark)
@@ -79,10 +64,13 @@ def engine(spark):
 # --- the adapter ---------------------------------------------------------------------------
 
 
-def test_session_is_reused_and_utc(spark):
+def test_session_is_reused_and_utc_with_given_settings_over_the_defaults(spark):
     assert spark_session() is spark
+    assert spark_session("local[2]", {"spark.sql.shuffle.partitions": "7"}) is spark
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
-    assert spark.conf.get("spark.sql.shuffle.partitions") == "2"
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "1"  # given, over LOCAL_CONF's 2
+    assert spark.conf.get("spark.sql.sources.partitionColumnTypeInference.enabled") == "false"
+    assert spark.conf.get("spark.driver.memory") == "4g"  # LOCAL_CONF, not overridden
 
 
 def test_register_table_create_and_read_back(engine):
@@ -542,7 +530,7 @@ def _variables(tz: str) -> dict[str, object]:
         "watch_ratio": 0.8,
         "lake_url": "/tmp/lake",
         "lake_snapshot": "r1",
-        "storage_version": "v0.10.0",
+        "storage_version": "v1.3.0",
         "engine": "test",
         "built_at": "2026-04-08T11:00:00+00:00",
     }
@@ -788,48 +776,3 @@ def _assert_same_rows(what: str, expected: pa.Table, got: pa.Table, skip: set[st
             if not _same(a, b)
         ]
         assert not diffs, f"{what}: first differing row:\n  " + "\n  ".join(diffs)
-
-
-# --- the whole build on both engines (the real runner, every mart) ---------------------------
-
-
-def both(lake_dir: Path, tmp: Path, **settings) -> tuple[Path, Path]:
-    """The warehouses DuckDB and Spark build from one lake with the same settings."""
-    out = []
-    for engine in ("duckdb", "spark"):
-        data_dir = tmp / engine
-        data_dir.mkdir()
-        model = ModelConfig(engine=engine, spark_master="local[2]", **settings.pop("model", {}))
-        build(BuildSettings(data_dir=data_dir, lake=str(lake_dir), model=model, **settings))
-        settings["model"] = model.model_dump(exclude={"engine", "spark_master"})
-        out.append(data_dir / "warehouse.duckdb")
-    return out[0], out[1]
-
-
-def assert_same_marts(duck: Path, spark: Path) -> None:
-    results = compare_marts(duck, spark)
-    assert len(results) >= 14
-    assert [str(r) for r in results if not r.equal] == []
-    assert sum(r.rows for r in results) > 100  # a comparison of something
-    con = duckdb.connect(str(spark), read_only=True)
-    assert con.execute("select engine from marts.build_info").fetchall() == [("spark",)]
-
-
-def test_the_golden_lake_in_new_york(tmp_path):
-    lake = extended().write(tmp_path / "lake-data")
-    duck, spark = both(
-        lake / "lake",
-        tmp_path,
-        as_of=GOLDEN_AS_OF,
-        service_lines=NAMES,
-        model={"baseline_weeks": 4, "timezone": "America/New_York"},
-    )
-    assert_same_marts(duck, spark)
-
-
-def test_a_synthetic_lake_of_thousands_of_tasks_in_london(tmp_path):
-    now = datetime(2026, 4, 8, 10, 30, tzinfo=UTC)  # after the UK clock change
-    data_dir = tmp_path / "lake-data"
-    write_lake(generate(tasks=2500, seed=11, now=now), data_dir)
-    duck, spark = both(data_dir / "lake", tmp_path, model={"timezone": "Europe/London"})
-    assert_same_marts(duck, spark)
