@@ -473,12 +473,18 @@ def backtest_cmd(
     data_dir: Path = typer.Option(Path("data"), help="Where the warehouse lives."),
 ) -> None:
     """How often the forecasts came true: replayed past forecasts, per LIN and overall."""
+    from scrums_velocity.errors import BuildError, first_line
     from scrums_velocity.models.forecast import calibration
     from scrums_velocity.models.query import connect_read_only
 
     con = connect_read_only(data_dir)
     try:
         rows = con.table("marts.lin_forecast_backtest").pl()
+    except duckdb_error() as exc:
+        raise BuildError(
+            f"cannot read marts.lin_forecast_backtest: {first_line(exc)}; rebuild the "
+            "warehouse with 'velocity build' if it is damaged"
+        ) from None
     finally:
         con.close()
     if rows.is_empty():

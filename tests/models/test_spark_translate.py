@@ -28,7 +28,7 @@ VARIABLES = {
     "watch_ratio": 0.8,
     "lake_url": "/data/lake",
     "lake_snapshot": "run-1",
-    "storage_version": "v0.10.0",
+    "storage_version": "v1.3.0",
     "engine": "spark",
     "built_at": "2026-11-23T09:05:00+00:00",
 }

@@ -61,7 +61,7 @@ def test_the_1x_cli_reads_column_comments_and_the_recorded_storage_version(wareh
     assert r.returncode == 0, r.stderr
     comment, version = r.stdout.strip().splitlines()
     assert comment.strip('"').startswith("completed / baseline_mean")
-    assert version == WAREHOUSE_STORAGE_VERSION == "v0.10.0"
+    assert version == WAREHOUSE_STORAGE_VERSION == "v1.3.0"
 
 
 def test_a_file_in_duckdb_2_default_format_is_what_the_1x_cli_cannot_read(tmp_path):

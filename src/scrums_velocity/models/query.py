@@ -40,14 +40,39 @@ SANDBOX: dict[str, Any] = {
 
 
 def connect_read_only(data_dir: Path, *, sandbox: bool = True) -> duckdb.DuckDBPyConnection:
-    path = warehouse_path(data_dir)
+    return open_warehouse(warehouse_path(data_dir), SANDBOX if sandbox else {})
+
+
+# DuckDB's file header and its two database headers, before the first block.
+_HEADERS = 3 * 4096
+
+
+def open_warehouse(path: Path, config: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
+    """``path`` open read-only, refused if it is cut short. A truncated file (a full disk, an
+    interrupted copy) still opens, since DuckDB reads its metadata from the first blocks, and
+    would fail only at the first query touching a block past the cut, or not at all."""
     try:
-        return duckdb.connect(str(path), read_only=True, config=SANDBOX if sandbox else {})
+        con = duckdb.connect(str(path), read_only=True, config=config or {})
     except duckdb.Error as exc:
         raise BuildError(
             f"cannot open {path} read-only: {first_line(exc)}; "
             "rebuild it with 'velocity build' if it is damaged"
         ) from None
+    try:
+        row = con.execute("PRAGMA database_size").fetchone()
+        assert row is not None
+        expected = _HEADERS + int(row[2]) * int(row[3])  # block_size * total_blocks
+        size = path.stat().st_size
+    except (duckdb.Error, OSError) as exc:
+        con.close()
+        raise BuildError(f"cannot read {path}: {first_line(exc)}") from None
+    if size < expected:
+        con.close()
+        raise BuildError(
+            f"the warehouse {path} is damaged (truncated: {size} of {expected} bytes): "
+            "rebuild it with 'velocity build'"
+        )
+    return con
 
 
 # What the warehouse keeps as views over the lake's files (which the sandbox cannot open)

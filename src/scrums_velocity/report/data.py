@@ -10,7 +10,7 @@ import duckdb
 import polars as pl
 
 from scrums_velocity.errors import BuildError, ConfigError, ReportError
-from scrums_velocity.models.query import warehouse_path
+from scrums_velocity.models import open_warehouse, warehouse_path
 
 HEALTH_ORDER = {"at_risk": 0, "watch": 1, "insufficient_history": 2, "healthy": 3}
 SPARK_WEEKS = 12
@@ -115,7 +115,7 @@ def load_report_data(data_dir: Path, week: date | None = None) -> ReportData:
 
 
 def _read_marts(path: Path) -> dict:
-    con = duckdb.connect(str(path), read_only=True)
+    con = open_warehouse(path)
     try:
         info = _table(con, "marts.build_info").row(0, named=True)
         weekly_all = _table(con, "marts.lin_velocity_weekly")
