@@ -71,6 +71,8 @@ def test_session_is_reused_and_utc_with_given_settings_over_the_defaults(spark):
     assert spark.conf.get("spark.sql.shuffle.partitions") == "1"  # given, over LOCAL_CONF's 2
     assert spark.conf.get("spark.sql.sources.partitionColumnTypeInference.enabled") == "false"
     assert spark.conf.get("spark.driver.memory") == "4g"  # LOCAL_CONF, not overridden
+    # not ./spark-warehouse in the folder the build runs from
+    assert spark.conf.get("spark.sql.warehouse.dir").endswith("/scrums-velocity-spark-warehouse")
 
 
 def test_register_table_create_and_read_back(engine):

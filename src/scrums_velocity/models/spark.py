@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -61,6 +62,11 @@ LOCAL_CONF: dict[str, str] = {
     # 1M-task build's task-level marts (measured); the marts come back to the driver
     "spark.driver.memory": "4g",
     "spark.driver.maxResultSize": "2g",
+    # the engine makes no managed tables, but the catalog creates its folder, by default
+    # ./spark-warehouse in whatever folder the build runs from
+    "spark.sql.warehouse.dir": os.path.join(
+        tempfile.gettempdir(), "scrums-velocity-spark-warehouse"
+    ),
 }
 INSTALL_HINT = "install the spark extra: make spark"
 
