@@ -162,7 +162,7 @@ def build_cmd(
     spark_master: str | None = typer.Option(
         None, help="Spark master URL, or sc://host:port for Spark Connect [local[*]]."
     ),
-    profile: Path | None = typer.Option(
+    profile: str | None = typer.Option(
         None, help="Write each computed model's query profile (JSON) into this folder."
     ),
     config: Path | None = typer.Option(None, "--config", "-c", help="velocity.toml to use."),
@@ -175,6 +175,8 @@ def build_cmd(
     from scrums_velocity.models.runner import BuildSettings, build
 
     setup_logging(log_json)
+    if profile is not None and not profile.strip():  # a Path would make it ".": the cwd
+        raise ConfigError("--profile needs a folder, e.g. --profile profiles")
     cfg = load_config(config)
     cfg = _overlay(
         cfg,
@@ -191,7 +193,10 @@ def build_cmd(
     where = "a flag" if cfg.source == "defaults" else f"{cfg.source} with the flags"
     revalidate(cfg.model_copy(update={"source": where}))  # flags checked like the file's values
     settings = BuildSettings.from_config(
-        cfg, as_of=_parse_time(as_of, "--as-of"), snapshot=snapshot, profile=profile
+        cfg,
+        as_of=_parse_time(as_of, "--as-of"),
+        snapshot=snapshot,
+        profile=Path(profile) if profile is not None else None,
     )
     result = build(settings)
     typer.echo(result.summary())

@@ -168,6 +168,7 @@ def test_model_files_follow_the_conventions():
         (["--engine", "nope"], "a flag is invalid: model.engine: Input should be 'duckdb' or"),
         (["--engine", "spark", "--spark-master", "bogus://x"], "'bogus://x' is not a Spark master"),
         (["--profile", "/etc/passwd"], "--profile /etc/passwd: not a folder one can write"),
+        (["--profile", ""], "--profile needs a folder"),  # not the current folder
         (["--engine", "spark", "--spark-master", "local[0]"], "'local[0]' is not a Spark master"),
     ],
 )
