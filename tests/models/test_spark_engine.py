@@ -453,6 +453,16 @@ def _lake() -> Lake:
     lake.task(
         "TSK-26-900002", "LIN-26-000001", "2026-03-03 10:00", "backlog", title="fix login  PAGE"
     )
+    # ... and in plain ASCII words (the model's shortcut), one with a final newline
+    lake.task(
+        "TSK-26-900003",
+        "LIN-26-000001",
+        "2026-03-02 09:00",
+        "backlog",
+        title="Deploy API\n",
+        external_id="JIRA-9002",
+    )
+    lake.task("TSK-26-900004", "LIN-26-000001", "2026-03-03 10:00", "backlog", title="deploy api")
     return lake
 
 

