@@ -645,6 +645,9 @@ def write_warehouse(
     try:
         con.execute(attach)
         con.execute("USE warehouse")  # views are bound in the warehouse's own catalog
+        # one transaction: one commit for hundreds of statements (comments above all: 0.1 s of
+        # a small build's 0.5 s went to committing them one by one)
+        con.execute("BEGIN TRANSACTION")
         for layer in LAYERS:
             con.execute(f"CREATE SCHEMA {layer}")
         for model in models:
@@ -691,6 +694,7 @@ def write_warehouse(
         else:
             event("build.views_skipped", reason="the lake is on object storage")
         _comment(con, docs, settings, {m.table: m.materialized for m in models}, local)
+        con.execute("COMMIT")
         con.execute("USE memory")
         con.execute("DETACH warehouse")  # checkpoints it
     except duckdb.Error as exc:
