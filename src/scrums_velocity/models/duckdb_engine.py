@@ -1,8 +1,14 @@
 """The DuckDB engine: the default, one process, in memory with spilling to a scratch folder.
 
-The whole graph runs in an in-memory database; nothing is written while models run, so views
-cost nothing until read and temporary tables never reach a file. The runner then copies the
-``table`` models into the warehouse file (see ``runner.write_warehouse``).
+The graph runs in an in-memory database, so views cost nothing until read and temporary tables
+never reach a file. With ``store`` (the new warehouse file, attached as ``warehouse``), the
+``table`` models are created in that file directly, compressed on disk, and the in-memory
+catalog gets a view of the same name over each, so later models and the data tests read them by
+name. Measured at 1M tasks: held in memory until the end and copied into the file, the
+task-level marts pushed ~540 MB of the intermediates out to the scratch folder, and the copy
+took 1.8-2.0 s; created in the file, ~280 MB spill and no copy (11.7-12.7 s against
+12.6-15.5 s for models, tests and the file). The runner then adds the views and comments
+(``runner.write_warehouse``).
 """
 
 from __future__ import annotations
@@ -21,6 +27,10 @@ from scrums_velocity.models.engine import LakeSource, Materialized, PartitionFun
 _TABLE = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 
 
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _name(table: str) -> str:
     if not _TABLE.match(table):
         raise BuildError(f"not a plain table name: {table!r}")
@@ -31,9 +41,17 @@ class DuckDBEngine:
     name = "duckdb"
 
     def __init__(
-        self, *, threads: int, memory_limit: str, scratch: Path, profile: Path | None = None
+        self,
+        *,
+        threads: int,
+        memory_limit: str,
+        scratch: Path,
+        profile: Path | None = None,
+        store: Path | None = None,
+        storage_version: str | None = None,
     ) -> None:
         self.profile = profile  # a folder: each computed model's EXPLAIN ANALYZE, as JSON
+        self.store = store  # the new warehouse file the table models are created in
         try:
             self.con = self._connect(threads, memory_limit, scratch)
         except duckdb.Error as exc:
@@ -42,6 +60,17 @@ class DuckDBEngine:
         self._arrow: dict[str, object] = {}  # keeps registered Arrow objects alive
         for schema in ("staging", "intermediate", "marts"):
             self.con.execute(f"CREATE SCHEMA {schema}")
+        if store is not None:
+            options = f" (STORAGE_VERSION '{storage_version}')" if storage_version else ""
+            try:
+                self.con.execute(f"ATTACH {_quoted(str(store))} AS warehouse{options}")
+                for schema in ("staging", "intermediate", "marts"):
+                    self.con.execute(f"CREATE SCHEMA warehouse.{schema}")
+            except duckdb.Error as exc:
+                self.con.close()
+                raise BuildError(
+                    f"cannot write the warehouse {store.name}: {first_line(exc)}"
+                ) from None
 
     @staticmethod
     def _connect(threads: int, memory_limit: str, scratch: Path) -> duckdb.DuckDBPyConnection:
@@ -91,10 +120,22 @@ class DuckDBEngine:
             self.con.execute("SET enable_profiling = 'json'")
             self.con.execute("SET profiling_output = ?", [str(self.profile / f"{table}.json")])
         try:
-            self._run(table, f"CREATE {kind} {_name(table)} AS\n{sql}")
+            if kind == "TABLE" and materialized == "table":
+                self._store(table, sql)
+            else:
+                self._run(table, f"CREATE {kind} {_name(table)} AS\n{sql}")
         finally:
             if profiled:
                 self.con.execute("PRAGMA disable_profiling")
+
+    def _store(self, table: str, sql: str) -> None:
+        """A ``table`` model: in the warehouse file with a view of its name in memory, or, with
+        no file attached, in memory."""
+        if self.store is None:
+            self._run(table, f"CREATE TABLE {_name(table)} AS\n{sql}")
+            return
+        self._run(table, f"CREATE TABLE warehouse.{_name(table)} AS\n{sql}")
+        self._run(table, f"CREATE VIEW {table} AS SELECT * FROM warehouse.{table}")
 
     def create_python(
         self,
@@ -130,9 +171,11 @@ class DuckDBEngine:
         if not parts:
             rows = schema.empty_table()
         self._register(f"__{table.replace('.', '__')}", rows)
-        self._run(
-            table, f"CREATE TABLE {_name(table)} AS SELECT * FROM __{table.replace('.', '__')}"
-        )
+        select = f"SELECT * FROM __{table.replace('.', '__')}"
+        if materialized == "table":
+            self._store(table, select)
+        else:
+            self._run(table, f"CREATE TABLE {_name(table)} AS {select}")
 
     def count(self, table: str) -> int:
         return int(self._fetch(table, f"SELECT count(*) FROM {_name(table)}")[0][0])

@@ -564,7 +564,7 @@ def build_into(
     context = ModelContext(as_of, settings.model, settings.health)
     sources = lake_sources(lake, snapshot)
     scratch = path.with_name(path.name + ".spill")
-    engine = _engine(settings, scratch)
+    engine = _engine(settings, scratch, path)
     variables = _variables(lake, snapshot, settings, as_of, engine.name)
     if engine.name != "duckdb":
         # the cluster reads the lake's files itself: their URLs, listed by the Delta log
@@ -593,8 +593,9 @@ def build_into(
     return result
 
 
-def _engine(settings: BuildSettings, scratch: Path) -> Engine:
-    """The configured engine: DuckDB in this process, or a Spark session (local or a cluster)."""
+def _engine(settings: BuildSettings, scratch: Path, path: Path) -> Engine:
+    """The configured engine: DuckDB in this process (creating the ``table`` models in the new
+    warehouse file ``path`` directly), or a Spark session (local or a cluster)."""
     if settings.model.engine == "spark":
         from scrums_velocity.models.spark import SparkEngine, spark_session
 
@@ -604,6 +605,8 @@ def _engine(settings: BuildSettings, scratch: Path) -> Engine:
         memory_limit=settings.model.memory_limit,
         scratch=scratch,
         profile=settings.profile,
+        store=path,
+        storage_version=WAREHOUSE_STORAGE_VERSION,
     )
 
 
@@ -620,14 +623,16 @@ def write_warehouse(
     views over the snapshot's files (``lake_<dataset>`` views in ``main``), so that what is
     not stored stays queryable; table, view and column comments from ``_schema.toml``.
 
-    The file is attached to a DuckDB engine's own connection (tables copied inside DuckDB, under
-    its memory limit); another engine's tables arrive as Arrow."""
+    A DuckDB engine has the file attached and its tables in it already (see duckdb_engine);
+    another engine's tables arrive as Arrow, in a connection of our own."""
     attach = (
         f"ATTACH {_literal(str(path))} AS warehouse "
         f"(STORAGE_VERSION {_literal(WAREHOUSE_STORAGE_VERSION)})"
     )
     own = not isinstance(engine, DuckDBEngine)
     if isinstance(engine, DuckDBEngine):
+        if engine.store != path:
+            raise BuildError(f"the DuckDB engine writes {engine.store}, not {path}")
         con = engine.con
     else:
         try:
@@ -643,30 +648,28 @@ def write_warehouse(
     # (preserve_insertion_order off, measured at 1M tasks: inserts that keep insertion order
     # leave ~40% of the file as free blocks, 123 MiB instead of 89; marts have no row order.)
     try:
-        con.execute(attach)
+        if own:
+            con.execute(attach)
+            for layer in LAYERS:
+                con.execute(f"CREATE SCHEMA warehouse.{layer}")
         con.execute("USE warehouse")  # views are bound in the warehouse's own catalog
         # one transaction: one commit for hundreds of statements (comments above all: 0.1 s of
         # a small build's 0.5 s went to committing them one by one)
         con.execute("BEGIN TRANSACTION")
-        for layer in LAYERS:
-            con.execute(f"CREATE SCHEMA {layer}")
         for model in models:
-            if model.materialized != "table":
+            if model.materialized != "table" or not own:
                 continue
-            if own:
-                # another engine's tables: written as Parquet beside the new warehouse (small:
-                # marts), then loaded by DuckDB's own reader
-                file = path.with_name(f"{path.name}.{model.table}.parquet")
-                pq.write_table(engine.to_arrow(model.table), file)
-                try:
-                    con.execute(
-                        f"CREATE TABLE {model.table} AS SELECT * FROM read_parquet("
-                        f"{_literal(str(file))})"
-                    )
-                finally:
-                    file.unlink()
-            else:
-                con.execute(f"CREATE TABLE {model.table} AS SELECT * FROM memory.{model.table}")
+            # another engine's tables: written as Parquet beside the new warehouse (small:
+            # marts), then loaded by DuckDB's own reader
+            file = path.with_name(f"{path.name}.{model.table}.parquet")
+            pq.write_table(engine.to_arrow(model.table), file)
+            try:
+                con.execute(
+                    f"CREATE TABLE {model.table} AS SELECT * FROM read_parquet("
+                    f"{_literal(str(file))})"
+                )
+            finally:
+                file.unlink()
         local = all(s.dataset is None for s in sources)
         if local:
             for source in sources:
