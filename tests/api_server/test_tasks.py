@@ -59,7 +59,7 @@ async def test_create_resolves_workspace_and_binds_the_integration(client, small
     assert r.status_code == 201, r.text
     task = r.json()["data"]
     assert task["workspace_id"] == small_dataset.workspaces[0].id
-    assert task["id"].startswith("TSK-26-")
+    assert task["id"].startswith(f"TSK-{task['created_at'][2:4]}-")  # the year it was created
     assert task["status"] == "backlog"
     assert task["history"] == []
     assert task["created_at"] == task["updated_at"]
