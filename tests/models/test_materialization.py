@@ -186,3 +186,58 @@ def test_profile_writes_each_computed_models_query_plan(tmp_path):
         (tmp_path / "profile" / "intermediate.int_task_status_changes.json").read_text()
     )
     assert "WINDOW" in json.dumps(plan["operator"])
+
+
+def test_a_temp_model_is_released_after_its_last_reader_and_its_readers_come_first(
+    tmp_path, monkeypatch
+):
+    """The status changes (0.6 GB at 1M tasks) go before the task-level marts are written, and
+    nothing built after a release reads what was released (directly or through a view)."""
+    from scrums_velocity.models import duckdb_engine
+
+    steps: list[tuple[str, str]] = []
+    create, create_python, release = (
+        duckdb_engine.DuckDBEngine.create,
+        duckdb_engine.DuckDBEngine.create_python,
+        duckdb_engine.DuckDBEngine.release,
+    )
+
+    def spy(kind, method):
+        def wrapper(self, table, *args, **kwargs):
+            steps.append((kind, table))
+            return method(self, table, *args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(duckdb_engine.DuckDBEngine, "create", spy("create", create))
+    monkeypatch.setattr(duckdb_engine.DuckDBEngine, "create_python", spy("create", create_python))
+    monkeypatch.setattr(duckdb_engine.DuckDBEngine, "release", spy("release", release))
+    data_dir = one_done_task().write(tmp_path)
+    build(BuildSettings(data_dir=data_dir))
+
+    models = {m.table: m for m in discover()}
+
+    def reads(table: str) -> set[str]:  # through views
+        out, pending = set(), list(models[table].refs())
+        while pending:
+            ref = pending.pop()
+            if ref not in out:
+                out.add(ref)
+                if models[ref].materialized == "view":
+                    pending.extend(models[ref].refs())
+        return out
+
+    created = [t for kind, t in steps if kind == "create"]
+    assert created == list(models)  # every model, in discover's order
+    released_at = {}
+    for i, (kind, table) in enumerate(steps):
+        if kind == "release" and table not in released_at:
+            released_at[table] = i
+    temps = {t for t, m in models.items() if m.materialized == "temp"}
+    assert set(released_at) == temps
+    for table, at in released_at.items():
+        later = [t for kind, t in steps[at + 1 :] if kind == "create"]
+        assert not [t for t in later if table in reads(t)], table
+    changes = released_at["intermediate.int_task_status_changes"]
+    assert changes < steps.index(("create", "marts.lin_week_tasks"))
+    assert changes < steps.index(("create", "marts.task_completions"))

@@ -203,10 +203,62 @@ def discover(models_dir: Path = MODELS_DIR) -> list[Model]:
             raise BuildError(f"model {table} reads {sorted(unknown)[0]}, which no model builds")
         graph[table] = model.refs()
     try:
-        order = list(graphlib.TopologicalSorter(graph).static_order())
+        return [models[t] for t in _readers_first(graph, models)]
     except graphlib.CycleError as exc:
         raise BuildError(f"models depend on each other in a cycle: {exc.args[1]}") from None
-    return [models[t] for t in order]
+
+
+def _readers_first(graph: dict[str, set[str]], models: dict[str, Model]) -> list[str]:
+    """A dependency order in which the readers of a ``temp`` model come as early as they can:
+    of the models ready to build, first those that read (directly, through views, or through
+    the models built on them) the earliest temp model built, so that it is released early (see
+    run_models). Ties go by name."""
+    sorter = graphlib.TopologicalSorter(graph)
+    sorter.prepare()
+    order: list[str] = []
+    position: dict[str, int] = {}  # temp model -> when it was built
+
+    def reads(table: str) -> set[str]:
+        seen: set[str] = set()
+        pending = list(graph[table])
+        while pending:
+            ref = pending.pop()
+            if ref not in seen:
+                seen.add(ref)
+                if models[ref].materialized == "view":
+                    pending.extend(graph[ref])
+        return seen
+
+    readers: dict[str, set[str]] = {t: set() for t in graph}
+    for table in graph:
+        for ref in graph[table]:
+            readers[ref].add(table)
+
+    def downstream(table: str) -> set[str]:
+        seen = {table}
+        pending = [table]
+        while pending:
+            for reader in readers[pending.pop()]:
+                if reader not in seen:
+                    seen.add(reader)
+                    pending.append(reader)
+        return seen
+
+    def key(table: str) -> tuple[int, str]:
+        read = set().union(*(reads(t) for t in downstream(table)))
+        held = [position[t] for t in read if t in position]
+        return (min(held, default=len(models)), table)
+
+    ready = set(sorter.get_ready())
+    while ready:
+        table = min(ready, key=key)
+        ready.remove(table)
+        order.append(table)
+        if models[table].materialized == "temp":
+            position[table] = len(order)
+        sorter.done(table)
+        ready.update(sorter.get_ready())
+    return order
 
 
 def _python_model(layer: str, path: Path, materialized: Materialized) -> Model:
@@ -494,6 +546,42 @@ def _call_python(
     return out.to_arrow() if isinstance(out, pl.DataFrame) else out
 
 
+def _check_documented(engine: Engine, table: str, entry: dict[str, Any]) -> None:
+    columns, _ = engine.rows(f"select * from {table}", 0)
+    for col in entry.get("columns", {}):
+        if col not in columns:
+            raise BuildError(f"_schema.toml documents {table}.{col}, which the model lacks")
+
+
+def _last_uses(models: list[Model], tests: list[DataTest]) -> dict[str, int]:
+    """For each table, the index of the last model that reads it, directly or through views
+    (``len(models)`` when a data test reads it: the tests run after every model). A temp model
+    no one reads is released once built."""
+    by_table = {m.table: m for m in models}
+
+    def reads(refs: set[str]) -> set[str]:
+        seen: set[str] = set()
+        pending = list(refs)
+        while pending:
+            table = pending.pop()
+            if table not in seen:
+                seen.add(table)
+                model = by_table.get(table)
+                if model is not None and model.materialized == "view":
+                    pending.extend(model.refs())
+        return seen
+
+    last = {m.table: i for i, m in enumerate(models)}
+    for i, model in enumerate(models):
+        for table in reads(model.refs()):
+            last[table] = i
+    for test in tests:
+        refs = {f"{s}.{t}" for s, t in _REF.findall(test.query)} | {test.table}
+        for table in reads(refs):
+            last[table] = len(models)
+    return last
+
+
 def run_models(
     engine: Engine,
     models: list[Model],
@@ -504,8 +592,14 @@ def run_models(
     models_dir: Path = MODELS_DIR,
 ) -> None:
     """Build every model on ``engine`` in order, check the documented columns, run the data
-    tests. Raises BuildError naming the model or test."""
-    for model in models:
+    tests. Raises BuildError naming the model or test.
+
+    A ``temp`` model is released as soon as no later model or data test reads it (directly or
+    through views): at 1M tasks the status changes alone hold 0.6 GB, and the marts built after
+    their last reader then run without spilling."""
+    tests = _data_tests(docs, models_dir)
+    last_use = _last_uses(models, tests)
+    for index, model in enumerate(models):
         started = time.monotonic()
         if model.is_python:
             assert model.output is not None
@@ -530,6 +624,8 @@ def run_models(
         rows = None if model.materialized == "view" else engine.count(model.table)
         if rows is not None:
             result.rows[model.table] = rows
+        if model.table in docs:
+            _check_documented(engine, model.table, docs[model.table])
         event(
             "build.model",
             model=model.table,
@@ -537,13 +633,15 @@ def run_models(
             rows=rows,
             seconds=round(time.monotonic() - started, 3),
         )
+        for done in models[: index + 1]:
+            if done.materialized == "temp" and last_use.get(done.table) == index:
+                engine.release(done.table)
+    built = {m.table for m in models}
     for table, entry in docs.items():
-        columns, _ = engine.rows(f"select * from {table}", 0)
-        for col in entry.get("columns", {}):
-            if col not in columns:
-                raise BuildError(f"_schema.toml documents {table}.{col}, which the model lacks")
+        if table not in built:
+            _check_documented(engine, table, entry)
     started = time.monotonic()
-    result.tests = _run_data_tests(engine, _data_tests(docs, models_dir))
+    result.tests = _run_data_tests(engine, tests)
     event("build.tests", tests=result.tests, seconds=round(time.monotonic() - started, 3))
 
 

@@ -21,10 +21,9 @@ closed as (
 reopens as (
     select
         service_line_id,
-        date_trunc('week', changed_local)::date as week_start,
+        week_start,
         count(*) as reopened
-    from intermediate.int_task_status_changes
-    where from_status = 'done' and to_status <> 'done' and service_line_id is not null
+    from intermediate.int_task_reopens
     group by service_line_id, week_start
 ),
 

@@ -1,5 +1,6 @@
--- Status changes of live tasks made by as_of, deduplicated, joined to the task's current service line and
--- project (tasks count for their current LIN), in local time, numbered per task, each with the
+-- Status changes of live tasks made by as_of, deduplicated, joined to the task's workspace and current
+-- service line (tasks count for their current LIN; the project is int_live_tasks', not repeated on
+-- each of a task's changes: this table is the build's largest), in local time, numbered per task, each with the
 -- time of the task's next change (null for its latest), in UTC and local time.
 with history as (
     select distinct task_id, changed_at, from_status, to_status, changed_by
@@ -24,7 +25,7 @@ numbered as (
 ),
 
 tasks as (
-    select task_id, workspace_id, service_line_id, project_id
+    select task_id, workspace_id, service_line_id
     from intermediate.int_tasks_as_of
     where missing_since is null
 ),
@@ -34,7 +35,6 @@ final as (
         numbered.task_id,
         tasks.workspace_id,
         tasks.service_line_id,
-        tasks.project_id,
         numbered.changed_at,
         numbered.changed_local,
         numbered.from_status,

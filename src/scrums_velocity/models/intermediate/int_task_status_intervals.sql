@@ -5,14 +5,14 @@
 -- same instants in local time (build_info.timezone).
 with tasks as (
     select
-        task_id, workspace_id, service_line_id, project_id, created_at, created_local,
+        task_id, workspace_id, service_line_id, created_at, created_local,
         initial_status, first_changed_at, first_changed_local
     from intermediate.int_live_tasks
 ),
 
 changes as (
     select
-        task_id, workspace_id, service_line_id, project_id, entry_no, to_status,
+        task_id, workspace_id, service_line_id, entry_no, to_status,
         changed_at, next_changed_at, changed_local, next_changed_local
     from intermediate.int_task_status_changes
 ),
@@ -27,8 +27,7 @@ final as (
         created_local as valid_from_local,
         first_changed_local as valid_to_local,
         workspace_id,
-        service_line_id,
-        project_id
+        service_line_id
     from tasks
     union all
     select
@@ -40,8 +39,7 @@ final as (
         changed_local as valid_from_local,
         next_changed_local as valid_to_local,
         workspace_id,
-        service_line_id,
-        project_id
+        service_line_id
     from changes
 )
 

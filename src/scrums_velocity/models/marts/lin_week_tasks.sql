@@ -30,12 +30,11 @@ reopens as (
         task_id,
         'reopened' as event,
         changed_at as event_at,
-        date_trunc('week', changed_local)::date as week_start,
+        week_start,
         changed_by,
         by_agent,
         null::varchar as other_service_line_id
-    from intermediate.int_task_status_changes
-    where from_status = 'done' and to_status <> 'done' and service_line_id is not null
+    from intermediate.int_task_reopens
 ),
 
 states as (
