@@ -466,6 +466,25 @@ def _lake() -> Lake:
         external_id="JIRA-9002",
     )
     lake.task("TSK-26-900004", "LIN-26-000001", "2026-03-03 10:00", "backlog", title="deploy api")
+    # a history entry repeated (deduplicated by both engines) and two changes at one instant
+    repeated = ("2026-03-04 10:00", "in_progress", "done")
+    lake.task(
+        "TSK-26-900005",
+        "LIN-26-000002",
+        "2026-03-03 09:00",
+        "done",
+        changes=[("2026-03-03 12:00", "backlog", "in_progress"), repeated, repeated],
+    )
+    lake.task(
+        "TSK-26-900006",
+        "LIN-26-000002",
+        "2026-03-03 09:00",
+        "done",
+        changes=[
+            ("2026-03-04 11:00", "in_progress", "done", "USR-26-000002"),
+            ("2026-03-04 11:00", "backlog", "in_progress", "USR-26-000001"),
+        ],
+    )
     return lake
 
 
