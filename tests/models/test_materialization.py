@@ -241,3 +241,28 @@ def test_a_temp_model_is_released_after_its_last_reader_and_its_readers_come_fir
     changes = released_at["intermediate.int_task_status_changes"]
     assert changes < steps.index(("create", "marts.lin_week_tasks"))
     assert changes < steps.index(("create", "marts.task_completions"))
+
+
+def test_a_temp_model_read_only_by_data_tests_lives_until_they_ran(tmp_path):
+    """A relationships target and tables a singular test names in quotes or capitals count as
+    readers: they are not dropped before the tests (the build named none of them when it was)."""
+    root = tmp_path / "models"
+    for layer in ("staging", "intermediate", "marts", "tests"):
+        (root / layer).mkdir(parents=True)
+    shutil.copy(MODELS_DIR / "staging" / "stg_tasks.sql", root / "staging")
+    (root / "staging" / "_schema.toml").write_text('[stg_tasks]\nmaterialized = "view"\n')
+    (root / "intermediate" / "int_a.sql").write_text("select task_id from staging.stg_tasks\n")
+    (root / "intermediate" / "int_b.sql").write_text("select task_id from staging.stg_tasks\n")
+    (root / "intermediate" / "_schema.toml").write_text(
+        '[int_a]\nmaterialized = "temp"\n\n[int_b]\nmaterialized = "temp"\n'
+    )
+    (root / "marts" / "m.sql").write_text("select task_id from intermediate.int_a\n")
+    (root / "marts" / "_schema.toml").write_text(
+        '[m]\nmaterialized = "table"\n'
+        'relationships = [{ columns = ["task_id"], to = "intermediate.int_a" }]\n'
+    )
+    (root / "tests" / "m__every_task_in_b.sql").write_text(
+        'select task_id from marts.m except select task_id from INTERMEDIATE."int_b"\n'
+    )
+    con = _build(root, tmp_path)
+    assert con.execute("select count(*) from marts.m").fetchone() == (3,)

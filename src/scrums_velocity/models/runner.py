@@ -63,6 +63,8 @@ from scrums_velocity.observe import event
 MODELS_DIR = Path(__file__).parent
 LAYERS = ("staging", "intermediate", "marts")
 _REF = re.compile(r"\b(staging|intermediate|marts)\.([a-z_][a-z0-9_]*)\b")
+# A singular test's tables however written (quoted, upper case): what it reads is kept for it.
+_ANY_REF = re.compile(r'\b(staging|intermediate|marts)"?\s*\.\s*"?([a-z_][a-z0-9_]*)', re.I)
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 WAREHOUSE = "warehouse.duckdb"
 # A storage format analysts' 1.x clients (the DuckDB CLI, JDBC/DBeaver, R, Node) open: DuckDB
@@ -366,6 +368,10 @@ def _ident(name: str) -> str:
     return f'"{name}"'
 
 
+def _reads(sql: str) -> tuple[str, ...]:
+    return tuple(sorted({f"{s}.{t}".lower() for s, t in _ANY_REF.findall(sql)}))
+
+
 class DataTestFailure(BuildError):
     pass
 
@@ -375,6 +381,7 @@ class DataTest(NamedTuple):
     name: str
     query: str  # returns the offending rows
     predicate: str | None = None  # a row test: true for an offending row of ``table``
+    reads: tuple[str, ...] = ()  # the models it reads besides ``table``
 
 
 def _data_tests(docs: dict[str, dict[str, Any]], models_dir: Path) -> list[DataTest]:
@@ -422,6 +429,7 @@ def _data_tests(docs: dict[str, dict[str, Any]], models_dir: Path) -> list[DataT
                     f"relationships({', '.join(rel['columns'])} -> {rel['to']})",
                     f"select {keys} from {target} where {present} "
                     f"except select {target_keys} from {to_schema}.{_ident(to_name)}",
+                    reads=(f"{to_schema}.{to_name}",),
                 )
             )
         for expression in entry.get("expressions", []):
@@ -429,13 +437,18 @@ def _data_tests(docs: dict[str, dict[str, Any]], models_dir: Path) -> list[DataT
             bad = f"not coalesce(({expression}), false)"
             tests.append(
                 DataTest(
-                    table, f"expression({expression})", f"select * from {target} where {bad}", bad
+                    table,
+                    f"expression({expression})",
+                    f"select * from {target} where {bad}",
+                    bad,
+                    reads=_reads(expression),
                 )
             )
     for path in sorted((models_dir / "tests").glob("*.sql")):
         model, _, what = path.stem.partition("__")
         table = next((t for t in docs if t.endswith("." + model)), model)
-        tests.append(DataTest(table, what or path.stem, path.read_text()))
+        sql = path.read_text()
+        tests.append(DataTest(table, what or path.stem, sql, reads=_reads(sql)))
     return tests
 
 
@@ -576,8 +589,7 @@ def _last_uses(models: list[Model], tests: list[DataTest]) -> dict[str, int]:
         for table in reads(model.refs()):
             last[table] = i
     for test in tests:
-        refs = {f"{s}.{t}" for s, t in _REF.findall(test.query)} | {test.table}
-        for table in reads(refs):
+        for table in reads({test.table, *test.reads}):
             last[table] = len(models)
     return last
 
