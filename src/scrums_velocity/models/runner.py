@@ -210,6 +210,21 @@ def discover(models_dir: Path = MODELS_DIR) -> list[Model]:
         raise BuildError(f"models depend on each other in a cycle: {exc.args[1]}") from None
 
 
+def _through_views(refs: set[str], models: dict[str, Model]) -> set[str]:
+    """``refs`` and, for each view among them, the tables it reads, recursively: what reading
+    ``refs`` reads."""
+    seen: set[str] = set()
+    pending = list(refs)
+    while pending:
+        table = pending.pop()
+        if table not in seen:
+            seen.add(table)
+            model = models.get(table)
+            if model is not None and model.materialized == "view":
+                pending.extend(model.refs())
+    return seen
+
+
 def _readers_first(graph: dict[str, set[str]], models: dict[str, Model]) -> list[str]:
     """A dependency order in which the readers of a ``temp`` model come as early as they can:
     of the models ready to build, first those that read (directly, through views, or through
@@ -219,17 +234,6 @@ def _readers_first(graph: dict[str, set[str]], models: dict[str, Model]) -> list
     sorter.prepare()
     order: list[str] = []
     position: dict[str, int] = {}  # temp model -> when it was built
-
-    def reads(table: str) -> set[str]:
-        seen: set[str] = set()
-        pending = list(graph[table])
-        while pending:
-            ref = pending.pop()
-            if ref not in seen:
-                seen.add(ref)
-                if models[ref].materialized == "view":
-                    pending.extend(graph[ref])
-        return seen
 
     readers: dict[str, set[str]] = {t: set() for t in graph}
     for table in graph:
@@ -247,7 +251,7 @@ def _readers_first(graph: dict[str, set[str]], models: dict[str, Model]) -> list
         return seen
 
     def key(table: str) -> tuple[int, str]:
-        read = set().union(*(reads(t) for t in downstream(table)))
+        read = set().union(*(_through_views(graph[t], models) for t in downstream(table)))
         held = [position[t] for t in read if t in position]
         return (min(held, default=len(models)), table)
 
@@ -571,25 +575,12 @@ def _last_uses(models: list[Model], tests: list[DataTest]) -> dict[str, int]:
     (``len(models)`` when a data test reads it: the tests run after every model). A temp model
     no one reads is released once built."""
     by_table = {m.table: m for m in models}
-
-    def reads(refs: set[str]) -> set[str]:
-        seen: set[str] = set()
-        pending = list(refs)
-        while pending:
-            table = pending.pop()
-            if table not in seen:
-                seen.add(table)
-                model = by_table.get(table)
-                if model is not None and model.materialized == "view":
-                    pending.extend(model.refs())
-        return seen
-
     last = {m.table: i for i, m in enumerate(models)}
     for i, model in enumerate(models):
-        for table in reads(model.refs()):
+        for table in _through_views(model.refs(), by_table):
             last[table] = i
     for test in tests:
-        for table in reads({test.table, *test.reads}):
+        for table in _through_views({test.table, *test.reads}, by_table):
             last[table] = len(models)
     return last
 
@@ -611,6 +602,10 @@ def run_models(
     their last reader then run without spilling."""
     tests = _data_tests(docs, models_dir)
     last_use = _last_uses(models, tests)
+    release_after: dict[int, list[str]] = {}
+    for model in models:
+        if model.materialized == "temp":
+            release_after.setdefault(last_use[model.table], []).append(model.table)
     for index, model in enumerate(models):
         started = time.monotonic()
         if model.is_python:
@@ -645,9 +640,8 @@ def run_models(
             rows=rows,
             seconds=round(time.monotonic() - started, 3),
         )
-        for done in models[: index + 1]:
-            if done.materialized == "temp" and last_use.get(done.table) == index:
-                engine.release(done.table)
+        for table in release_after.get(index, []):
+            engine.release(table)
     built = {m.table for m in models}
     for table, entry in docs.items():
         if table not in built:

@@ -1,7 +1,8 @@
--- Status changes of live tasks made by as_of, deduplicated, joined to the task's workspace and current
--- service line (tasks count for their current LIN; the project is int_live_tasks', not repeated on
--- each of a task's changes: this table is the build's largest), in local time, numbered per task, each with the
--- time of the task's next change (null for its latest), in UTC and local time.
+-- Status changes of live tasks made by as_of, deduplicated, joined to the task's workspace and
+-- current service line (tasks count for their current LIN; the project is int_live_tasks', not
+-- repeated on each of a task's changes: this table is the build's largest), in local time,
+-- numbered per task, each with the time of the task's next change (null for its latest), in UTC
+-- and local time.
 with history as (
     select distinct task_id, changed_at, from_status, to_status, changed_by
     from staging.stg_task_history
