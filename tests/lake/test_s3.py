@@ -3,6 +3,7 @@ concurrent writers leave it consistent, credentials appear nowhere."""
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from scrums_velocity.api_server import create_app, generate
+from scrums_velocity.api_server import create_app, free_port, generate
 from scrums_velocity.lake import open_lake
 from scrums_velocity.models.runner import BuildSettings, build
 from tests.conftest import NOW, live_server
@@ -205,3 +206,22 @@ def test_credentials_appear_nowhere(ds, s3_lake, s3_server, tmp_path):
         assert secret not in warehouse
         assert not any(secret in r for r in reprs)
     assert len(objects) > 10  # the search covered a real lake
+
+
+@pytest.mark.slow  # object_store retries a refused connection for about 4 s
+def test_an_endpoint_that_refuses_connections_is_named_with_the_cause(tmp_path):
+    port = free_port()  # nothing listens there
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_REGION": "us-east-1",
+    }
+    r = velocity("build", "--data-dir", str(tmp_path), "--lake", "s3://bucket/lake", env=env)
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines() == [
+        "Error: cannot read the lake at s3://bucket/lake: Generic S3 error: "
+        "Connection refused (os error 111)"
+    ]
+    assert SECRET_KEY not in r.stderr + r.stdout

@@ -23,7 +23,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from scrums_velocity.errors import LakeError, LockedError
-from scrums_velocity.lake.location import LakeLocation, redact
+from scrums_velocity.lake.location import LakeLocation, redact, storage_message
 from scrums_velocity.observe import event
 
 LEASE_S = 300.0
@@ -138,7 +138,7 @@ class WriterLease:
                 )
                 self._etag = result["e_tag"]
             except Exception as exc:
-                self.lost = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                self.lost = storage_message(exc)
                 event("lake.lease_lost", run_id=self.run_id, error=self.lost)
                 return
 
@@ -174,8 +174,7 @@ class WriterLease:
             ) from None
         except Exception as exc:  # obstore's errors: unreachable store, no bucket, denied
             raise LakeError(
-                f"cannot reach the lake at {self.location}: "
-                + redact(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+                f"cannot reach the lake at {self.location}: {storage_message(exc)}"
             ) from None
         return self
 

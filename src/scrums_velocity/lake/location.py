@@ -154,3 +154,27 @@ def redact(text: str, env: Mapping[str, str] | None = None) -> str:
         if value and len(value) >= 4:
             text = text.replace(value, "***")
     return text
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_DEBUG_MESSAGE = re.compile(r'\bmessage: "([^"]*)"')
+
+
+def storage_message(exc: BaseException, limit: int = 300) -> str:
+    """A storage library's error in one line, credentials redacted, cut at ``limit`` characters.
+
+    object_store (under deltalake and obstore) chains its causes on further lines, each marked
+    ``↳`` (in colour), obstore in a debug dump: "Generic S3 error" alone says nothing, so the
+    deepest cause follows it ("Generic S3 error: Connection refused (os error 111)")."""
+    text = _ANSI.sub("", str(exc))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    line = lines[0]
+    causes = [c.removeprefix("↳").strip() for c in lines[1:] if c.startswith("↳")]
+    # obstore puts the chain in a "Debug source:" dump instead: its innermost message
+    causes += _DEBUG_MESSAGE.findall(text.partition("Debug source:")[2])
+    if causes and causes[-1] and causes[-1] not in line:
+        line = f"{line}: {causes[-1]}"
+    line = redact(line)
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from scrums_velocity.errors import ConfigError, LakeError
 from scrums_velocity.lake.lease import WriterLease
-from scrums_velocity.lake.location import LakeLocation, redact
+from scrums_velocity.lake.location import LakeLocation, storage_message
 from scrums_velocity.lake.schemas import _DEDUPE, DATASETS, PARTITIONED, SCHEMAS, RunRecord, frame
 from scrums_velocity.lake.staging import staged as _staged
 from scrums_velocity.observe import event
@@ -88,14 +88,6 @@ def new_run_id(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
 
 
-def _first_line(exc: BaseException, limit: int = 300) -> str:
-    """The error's first line, credentials redacted, cut at ``limit`` characters (the storage
-    libraries' errors can carry kilobytes of debug output)."""
-    text = str(exc).strip()
-    line = redact(text.splitlines()[0] if text else type(exc).__name__)
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
 @contextlib.contextmanager
 def storage_errors(what: str, fix: str = "") -> Iterator[None]:
     """Turn the storage libraries' errors into one-line ``LakeError``s, credentials redacted."""
@@ -104,7 +96,7 @@ def storage_errors(what: str, fix: str = "") -> Iterator[None]:
     try:
         yield
     except (DeltaError, OSError, pa.ArrowException) as exc:
-        raise LakeError(f"{what}: {_first_line(exc)}{'; ' + fix if fix else ''}") from None
+        raise LakeError(f"{what}: {storage_message(exc)}{'; ' + fix if fix else ''}") from None
 
 
 _LOG_FIX = (
@@ -299,7 +291,7 @@ class Lake:
                     with fs.open_input_file(path) as handle:
                         n = pq.read_metadata(handle).num_rows
                 except (OSError, pa.ArrowException) as exc:
-                    found.append(Damage(dataset, path, f"is unreadable ({_first_line(exc)})"))
+                    found.append(Damage(dataset, path, f"is unreadable ({storage_message(exc)})"))
                     continue
                 if records is not None and n != records:
                     found.append(
