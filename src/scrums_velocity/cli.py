@@ -209,6 +209,9 @@ def query_cmd(
     sql: str = typer.Argument(..., help="SQL to run against the warehouse (read-only)."),
     data_dir: Path = typer.Option(Path("data"), help="Where the warehouse lives."),
     limit: int = typer.Option(200, min=1, help="Rows to print at most."),
+    timeout: float | None = typer.Option(
+        None, min=0.001, help="Stop the query after this many seconds [no limit; Ctrl-C stops it]."
+    ),
 ) -> None:
     """Run a read-only SQL query against the warehouse and print the result as a table."""
     from rich.console import Console
@@ -216,7 +219,7 @@ def query_cmd(
 
     from scrums_velocity.models.query import run_query
 
-    columns, rows = run_query(data_dir, sql, limit=limit)
+    columns, rows = run_query(data_dir, sql, limit=limit, timeout_s=timeout)
     table = Table(show_lines=False)
     for i, name in enumerate(columns):
         numeric = any(isinstance(r[i], int | float | Decimal) for r in rows) and all(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -143,3 +145,31 @@ def test_a_query_never_spills_to_disk(data_dir):
     with pytest.raises(ConfigError, match="query failed"):
         run_query(data_dir, "SET max_temp_directory_size = '10GB'")
     assert not (data_dir / "warehouse.duckdb.tmp").exists()
+
+
+# A cross join of 10^13 rows: minutes of work, stopped within a moment of being asked.
+ENDLESS = "select sum(hash(a.range, b.range)) from range(100000000) a, range(100000) b"
+
+
+def test_a_query_past_its_time_limit_is_stopped(data_dir):
+    with pytest.raises(ConfigError, match=r"^query stopped after 0\.5 s \(--timeout\)$"):
+        run_query(data_dir, ENDLESS, timeout_s=0.5)
+    # the sandbox is usable again at once
+    assert run_query(data_dir, "select 42", timeout_s=30) == (["42"], [(42,)])
+
+
+@pytest.mark.slow  # a child process and its start
+def test_ctrl_c_stops_a_running_query_with_one_line(data_dir):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scrums_velocity", "query", "--data-dir", str(data_dir), ENDLESS],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # a shell's background jobs ignore SIGINT, and Python then never turns it into Ctrl-C
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    time.sleep(3)  # started (imports take about 0.5 s) and inside the query
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.splitlines() == ["Error: interrupted"]
