@@ -37,6 +37,9 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+DUCKDB_INTERRUPTED = "Query interrupted"
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn the library's expected failures into one line and an exit code."""
 
@@ -47,6 +50,12 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except VelocityError as exc:
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except RuntimeError as exc:
+            # DuckDB takes a Ctrl-C during a query as its own: it stops the query and raises this
+            # (a plain RuntimeError, not one of its errors), from whichever command was running
+            if str(exc) != DUCKDB_INTERRUPTED:
+                raise
             _fail("interrupted", 130)
 
     return wrapper

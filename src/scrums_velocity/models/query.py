@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shutil
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import duckdb
 
@@ -83,60 +80,35 @@ def open_warehouse(path: Path, config: dict[str, Any] | None = None) -> duckdb.D
 _LAKE_VIEWS = re.compile(r"\b(staging|intermediate)\"?\s*\.|\blake_[a-z_]+", re.IGNORECASE)
 
 
-T = TypeVar("T")
-
-
-def _stoppable(con: duckdb.DuckDBPyConnection, work: Callable[[], T], timeout_s: float | None) -> T:
-    """``work`` (DuckDB calls on ``con``) in a thread, so that Ctrl-C and ``timeout_s`` stop it:
-    DuckDB's Python client does not see a signal while a query runs (DuckDB 2.0: a SIGINT waited
-    for the query's end, however long), but ``con.interrupt()`` stops it within a moment."""
-    outcome: dict[str, Any] = {}
-    done = threading.Event()  # not Thread.join: a KeyboardInterrupt inside join can end it early
-
-    def target() -> None:
-        try:
-            outcome["value"] = work()
-        except BaseException as exc:  # re-raised in the caller's thread
-            outcome["error"] = exc
-        finally:
-            done.set()
-
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    threading.Thread(target=target, name="velocity-query", daemon=True).start()
-    try:
-        while not done.wait(0.05):
-            if deadline is not None and time.monotonic() > deadline:
-                con.interrupt()
-                done.wait()
-                raise ConfigError(f"query stopped after {timeout_s:g} s (--timeout)")
-    except KeyboardInterrupt:
-        con.interrupt()
-        done.wait()
-        raise
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
-
-
 def run_query(
     data_dir: Path, sql: str, limit: int | None = None, timeout_s: float | None = None
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run ``sql`` in the sandbox; the result of its last statement (none for a statement
-    without rows). Ctrl-C stops it, and so does ``timeout_s`` seconds."""
+    without rows). ``timeout_s`` seconds stop it (a timer interrupts the connection)."""
     if not sql.strip().strip(";").strip():
         raise ConfigError("the query is empty: pass SQL, e.g. 'select * from marts.build_info'")
     con = connect_read_only(data_dir)
+    fired = threading.Event()
 
-    def work() -> tuple[list[str], list[tuple[Any, ...]]]:
-        cursor = con.execute(sql)
-        if cursor is None or cursor.description is None:
-            return [], []
-        columns = [d[0] for d in cursor.description]
-        return columns, cursor.fetchmany(limit) if limit else cursor.fetchall()
+    def stop() -> None:
+        fired.set()
+        con.interrupt()
 
+    timer = None if timeout_s is None else threading.Timer(timeout_s, stop)
     try:
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
         try:
-            columns, rows = _stoppable(con, work, timeout_s)
+            cursor = con.execute(sql)
+            if cursor is None or cursor.description is None:
+                return [], []
+            columns = [d[0] for d in cursor.description]
+            rows = cursor.fetchmany(limit) if limit else cursor.fetchall()
+        except duckdb.InterruptException as exc:
+            if not fired.is_set():
+                raise ConfigError(f"query failed: {first_line(exc)}") from None
+            raise ConfigError(f"query stopped after {timeout_s:g} s (--timeout)") from None
         except duckdb.PermissionException as exc:
             if not _LAKE_VIEWS.search(sql):
                 raise ConfigError(f"query failed: {first_line(exc)}") from None
@@ -148,8 +120,9 @@ def run_query(
         except duckdb.Error as exc:
             raise ConfigError(f"query failed: {first_line(exc)}") from None
     finally:
-        with contextlib.suppress(duckdb.Error):  # busy only when a second Ctrl-C cut the wait
-            con.close()
+        if timer is not None:
+            timer.cancel()
+        con.close()
     return columns, rows
 
 
