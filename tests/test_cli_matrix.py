@@ -194,33 +194,3 @@ def test_malformed_flags_configuration_and_hostile_queries(good, tmp_path, monke
     assert not (tmp_path / "x.csv").exists()
     assert not (tmp_path / "x.duckdb").exists()
     assert "root:" not in result.stdout
-
-
-def test_ctrl_c_during_any_duckdb_query_is_one_line():
-    """DuckDB takes Ctrl-C during a query as its own and raises RuntimeError('Query interrupted'):
-    every command reports it like any Ctrl-C (velocity build mid-model, velocity query, report)."""
-    import _thread
-    import threading
-
-    import duckdb
-    import typer
-
-    from scrums_velocity.cli import handle_errors
-
-    one = typer.Typer()
-
-    @one.command()
-    @handle_errors
-    def endless() -> None:
-        duckdb.connect().execute(
-            "select sum(hash(a.range, b.range)) from range(100000000) a, range(100000) b"
-        )
-
-    timer = threading.Timer(1.0, _thread.interrupt_main)  # what Ctrl-C does
-    timer.start()
-    try:
-        result = CliRunner().invoke(one, [])
-    finally:
-        timer.cancel()
-    assert result.exit_code == 130, result.exception
-    assert result.output.splitlines() == ["Error: interrupted"]
