@@ -266,3 +266,25 @@ def test_a_temp_model_read_only_by_data_tests_lives_until_they_ran(tmp_path):
     )
     con = _build(root, tmp_path)
     assert con.execute("select count(*) from marts.m").fetchone() == (3,)
+
+
+def test_ctrl_c_stops_a_model_mid_query_and_leaves_no_busy_connection(tmp_path):
+    """Ctrl-C ends a build within a moment, not at the end of the model's query (DuckDB alone
+    could miss the signal under load), and the engine still closes and cleans up."""
+    import _thread
+    import threading
+
+    root = tmp_path / "models"
+    (root / "marts").mkdir(parents=True)
+    (root / "marts" / "endless.sql").write_text(
+        "select sum(hash(a.range, b.range)) as n from range(100000000) a, range(100000) b\n"
+    )
+    (root / "marts" / "_schema.toml").write_text('[endless]\nmaterialized = "table"\n')
+    timer = threading.Timer(1.0, _thread.interrupt_main)  # what Ctrl-C does
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _build(root, tmp_path)  # minutes of work, were it not stopped
+    finally:
+        timer.cancel()
+    assert not list(tmp_path.glob("*.spill"))  # the engine closed and cleaned up

@@ -166,8 +166,8 @@ def _cpu_seconds(pid: int) -> float:
 
 @pytest.mark.slow  # a child process and its start
 def test_ctrl_c_stops_a_running_query_with_one_line(data_dir):
-    """DuckDB stops a query on Ctrl-C and raises RuntimeError('Query interrupted'): the CLI says
-    so in one line, as for any Ctrl-C (it was a traceback; velocity build mid-model too)."""
+    """Ctrl-C stops a running query with one line. DuckDB alone either raised RuntimeError('Query
+    interrupted') (a traceback) or, under load, missed the signal and ran on."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "scrums_velocity", "query", "--data-dir", str(data_dir), ENDLESS],
         stdout=subprocess.PIPE,
@@ -176,8 +176,7 @@ def test_ctrl_c_stops_a_running_query_with_one_line(data_dir):
         # a shell's background jobs ignore SIGINT, and Python then never turns it into Ctrl-C
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    # inside the query: its threads have burnt CPU well past the start's imports (~0.5 s), so
-    # the signal does not land in a setup call (where DuckDB swallows it)
+    # inside the query: its threads have burnt CPU well past the start's imports (~0.5 s)
     deadline = time.monotonic() + 60
     while _cpu_seconds(proc.pid) < 3 and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -14,14 +14,17 @@ took 1.8-2.0 s; created in the file, ~280 MB spill and no copy (11.7-12.7 s agai
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 
-from scrums_velocity.errors import BuildError, first_line
+from scrums_velocity.errors import BuildError, ConfigError, first_line
 from scrums_velocity.models.engine import LakeSource, Materialized, PartitionFunction
 
 _TABLE = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
@@ -35,6 +38,45 @@ def _name(table: str) -> str:
     if not _TABLE.match(table):
         raise BuildError(f"not a plain table name: {table!r}")
     return table
+
+
+T = TypeVar("T")
+
+
+def stoppable(con: duckdb.DuckDBPyConnection, work: Callable[[], T], timeout_s: float | None) -> T:
+    """``work`` (DuckDB calls on ``con``) in a thread, so that Ctrl-C and ``timeout_s`` stop it.
+
+    DuckDB's own handling of Ctrl-C during a query is unreliable: it raises RuntimeError('Query
+    interrupted') when it notices the signal, but under load it can miss it and run on (a test
+    saw a query run 60 s past SIGINT). Here the main thread waits in Python, which always sees
+    the signal, and ``con.interrupt()`` stops the query within a moment. The wait returns as soon
+    as ``work`` does (an event, checked every 50 ms for the signal and the time limit)."""
+    outcome: dict[str, Any] = {}
+    done = threading.Event()  # not Thread.join: a KeyboardInterrupt inside join can end it early
+
+    def target() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    threading.Thread(target=target, name="velocity-query", daemon=True).start()
+    try:
+        while not done.wait(0.05):
+            if deadline is not None and time.monotonic() > deadline:
+                con.interrupt()
+                done.wait()
+                raise ConfigError(f"query stopped after {timeout_s:g} s (--timeout)")
+    except KeyboardInterrupt:
+        con.interrupt()
+        done.wait()
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 class DuckDBEngine:
@@ -187,16 +229,19 @@ class DuckDBEngine:
             raise BuildError(f"cannot read {table}: {first_line(exc)}") from None
 
     def rows(self, sql: str, limit: int) -> tuple[list[str], list[tuple]]:
-        try:
+        def work() -> tuple[list[str], list[tuple]]:
             cursor = self.con.execute(f"SELECT * FROM ({sql}) LIMIT {int(limit)}")
             rows = cursor.fetchall()
+            return [d[0] for d in cursor.description or ()], rows
+
+        try:
+            return stoppable(self.con, work, None)  # data tests: Ctrl-C stops them
         except duckdb.Error as exc:
             raise BuildError(first_line(exc)) from None
-        return [d[0] for d in cursor.description or ()], rows
 
     def _run(self, table: str, statement: str) -> None:
         try:
-            self.con.execute(statement)
+            stoppable(self.con, lambda: self.con.execute(statement), None)  # Ctrl-C stops a model
         except duckdb.Error as exc:
             raise BuildError(f"model {table} failed: {first_line(exc)}") from None
 

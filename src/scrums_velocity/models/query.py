@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 import shutil
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from scrums_velocity.errors import BuildError, ConfigError, first_line
+from scrums_velocity.models.duckdb_engine import stoppable
 from scrums_velocity.models.runner import WAREHOUSE, load_schema_docs
 
 
@@ -84,31 +84,21 @@ def run_query(
     data_dir: Path, sql: str, limit: int | None = None, timeout_s: float | None = None
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run ``sql`` in the sandbox; the result of its last statement (none for a statement
-    without rows). ``timeout_s`` seconds stop it (a timer interrupts the connection)."""
+    without rows). Ctrl-C stops it, and so do ``timeout_s`` seconds."""
     if not sql.strip().strip(";").strip():
         raise ConfigError("the query is empty: pass SQL, e.g. 'select * from marts.build_info'")
     con = connect_read_only(data_dir)
-    fired = threading.Event()
 
-    def stop() -> None:
-        fired.set()
-        con.interrupt()
+    def work() -> tuple[list[str], list[tuple[Any, ...]]]:
+        cursor = con.execute(sql)
+        if cursor is None or cursor.description is None:
+            return [], []
+        columns = [d[0] for d in cursor.description]
+        return columns, cursor.fetchmany(limit) if limit else cursor.fetchall()
 
-    timer = None if timeout_s is None else threading.Timer(timeout_s, stop)
     try:
-        if timer is not None:
-            timer.daemon = True
-            timer.start()
         try:
-            cursor = con.execute(sql)
-            if cursor is None or cursor.description is None:
-                return [], []
-            columns = [d[0] for d in cursor.description]
-            rows = cursor.fetchmany(limit) if limit else cursor.fetchall()
-        except duckdb.InterruptException as exc:
-            if not fired.is_set():
-                raise ConfigError(f"query failed: {first_line(exc)}") from None
-            raise ConfigError(f"query stopped after {timeout_s:g} s (--timeout)") from None
+            columns, rows = stoppable(con, work, timeout_s)
         except duckdb.PermissionException as exc:
             if not _LAKE_VIEWS.search(sql):
                 raise ConfigError(f"query failed: {first_line(exc)}") from None
@@ -120,8 +110,6 @@ def run_query(
         except duckdb.Error as exc:
             raise ConfigError(f"query failed: {first_line(exc)}") from None
     finally:
-        if timer is not None:
-            timer.cancel()
         con.close()
     return columns, rows
 
