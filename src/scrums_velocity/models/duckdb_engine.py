@@ -24,7 +24,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from scrums_velocity.errors import BuildError, ConfigError, first_line
+from scrums_velocity.errors import BuildError, first_line
 from scrums_velocity.models.engine import LakeSource, Materialized, PartitionFunction
 
 _TABLE = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
@@ -50,7 +50,8 @@ def stoppable(con: duckdb.DuckDBPyConnection, work: Callable[[], T], timeout_s: 
     interrupted') when it notices the signal, but under load it can miss it and run on (a test
     saw a query run 60 s past SIGINT). Here the main thread waits in Python, which always sees
     the signal, and ``con.interrupt()`` stops the query within a moment. The wait returns as soon
-    as ``work`` does (an event, checked every 50 ms for the signal and the time limit)."""
+    as ``work`` does (an event, checked every 50 ms for the signal and the time limit); past
+    ``timeout_s`` it raises TimeoutError."""
     outcome: dict[str, Any] = {}
     done = threading.Event()  # not Thread.join: a KeyboardInterrupt inside join can end it early
 
@@ -69,7 +70,7 @@ def stoppable(con: duckdb.DuckDBPyConnection, work: Callable[[], T], timeout_s: 
             if deadline is not None and time.monotonic() > deadline:
                 con.interrupt()
                 done.wait()
-                raise ConfigError(f"query stopped after {timeout_s:g} s (--timeout)")
+                raise TimeoutError(f"stopped after {timeout_s:g} s")
     except KeyboardInterrupt:
         con.interrupt()
         done.wait()

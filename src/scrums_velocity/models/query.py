@@ -99,6 +99,8 @@ def run_query(
     try:
         try:
             columns, rows = stoppable(con, work, timeout_s)
+        except TimeoutError:
+            raise ConfigError(f"query stopped after {timeout_s:g} s (--timeout)") from None
         except duckdb.PermissionException as exc:
             if not _LAKE_VIEWS.search(sql):
                 raise ConfigError(f"query failed: {first_line(exc)}") from None
