@@ -24,15 +24,17 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from scrums_velocity import __version__
 from scrums_velocity.lake.schemas import _DEDUPE, PARTITIONED, SCHEMAS, frame
 from scrums_velocity.observe import event
+
+if TYPE_CHECKING:  # imported where used: it imports pandas
+    import pyarrow.dataset as pads
 
 STAGING = ".staging"
 EVERY_DETAILS = 500
@@ -139,6 +141,8 @@ def staged(staging: Path, dataset: str) -> pads.Dataset | None:
     files = sorted(staging.glob(f"ckpt-*/{dataset}-*.parquet"))
     if not files:
         return None
+    import pyarrow.dataset as pads
+
     return pads.dataset([str(f) for f in files], schema=SCHEMAS[dataset], format="parquet")
 
 

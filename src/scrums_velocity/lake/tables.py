@@ -26,11 +26,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from scrums_velocity.errors import ConfigError, LakeError
@@ -40,6 +39,9 @@ from scrums_velocity.lake.schemas import _DEDUPE, DATASETS, PARTITIONED, SCHEMAS
 from scrums_velocity.lake.staging import staged as _staged
 from scrums_velocity.observe import event
 from scrums_velocity.times import parse_instant
+
+if TYPE_CHECKING:  # imported where used: pyarrow.dataset imports pandas (0.2-0.3 s a process)
+    import pyarrow.dataset as pads
 
 
 @dataclass(frozen=True)
@@ -134,16 +136,19 @@ class Lake:
         """Every snapshot, oldest first (empty for a lake that has none)."""
         if not self._is_table("runs"):
             return []
+        columns = ["run_id", "committed_at", "lake_versions"]
         with storage_errors(f"cannot read the lake's runs table at {self.uri('runs')}"):
-            rows = (
-                self._table("runs")
-                .to_pyarrow_dataset(filesystem=self.location.arrow_filesystem("runs"))
-                .to_table(columns=["run_id", "committed_at", "lake_versions"])
-                .to_pylist()
-            )
+            table = self._table("runs")
+            if self.location.is_local:  # its few small files, without pyarrow.dataset
+                files = [pq.ParquetFile(_local_path(u)).read(columns) for u in table.file_uris()]
+                runs = pa.concat_tables(files) if files else SCHEMAS["runs"].empty_table()
+            else:
+                fs = self.location.arrow_filesystem("runs")
+                runs = table.to_pyarrow_dataset(filesystem=fs).to_table(columns)
+        # through polars: Arrow's to_pylist imports pandas for zoned timestamps (0.2-0.3 s)
         snaps = [
-            Snapshot(r["run_id"], r["committed_at"], dict(r["lake_versions"] or []))
-            for r in rows
+            Snapshot(r["run_id"], r["committed_at"], dict(r["lake_versions"]))
+            for r in frame(runs.select(columns)).iter_rows(named=True)
             if r["lake_versions"]
         ]
         return sorted(snaps, key=lambda s: s.versions.get("runs", -1))
@@ -209,7 +214,18 @@ class Lake:
 
     def scan(self, dataset: str, snapshot: Snapshot | None = None) -> pl.LazyFrame:
         snap = snapshot or self.snapshot()
-        return pl.scan_pyarrow_dataset(self.dataset(dataset, snap))
+        files = self.local_files(dataset, snap)
+        if files is None:
+            return pl.scan_pyarrow_dataset(self.dataset(dataset, snap))
+        if not files:
+            return frame(SCHEMAS[dataset].empty_table()).lazy()
+        # a local lake's files read by polars itself (no pyarrow.dataset, which imports pandas)
+        partitioned = dataset in PARTITIONED
+        return pl.scan_parquet(
+            files,
+            hive_partitioning=partitioned,
+            hive_schema={"workspace_id": pl.String} if partitioned else None,
+        )
 
     def read(self, dataset: str, snapshot: Snapshot | None = None) -> pl.DataFrame:
         snap = snapshot or self.snapshot()
@@ -230,7 +246,7 @@ class Lake:
             return pl.DataFrame()
         ds = self.dataset("task_history", snapshot)
         with storage_errors(f"cannot read the history of snapshot {snapshot.run_id}"):
-            table = ds.to_table(filter=pads.field("task_id") == task_id)
+            table = ds.to_table(filter=_field("task_id") == task_id)
         return frame(table)
 
     def verify_history(self, snapshot: Snapshot, workspaces: list[str]) -> dict[str, int]:
@@ -269,7 +285,10 @@ class Lake:
                 f"cannot read the log of {dataset} of snapshot {snapshot.run_id}", _LOG_FIX
             ):
                 table = self._table(dataset, snapshot.versions[dataset])
-                actions = pa.table(table.get_add_actions(flatten=True))
+                # from the stream: pa.table() would first import pandas to rule out a frame
+                actions = pa.RecordBatchReader.from_stream(
+                    table.get_add_actions(flatten=True)
+                ).read_all()
             fs = self.location.arrow_filesystem(dataset)
             rows = actions.select(["path", "size_bytes", "num_records"]).to_pylist()
             if not rows:
@@ -514,7 +533,7 @@ class Lake:
                 frames.append(new)
             if head is not None:
                 old = frame(
-                    self.dataset("tasks", head).to_table(filter=pads.field("workspace_id") == ws)
+                    self.dataset("tasks", head).to_table(filter=_field("workspace_id") == ws)
                 ).filter(~pl.col("id").is_in(new_ids.implode()))
                 if refresh.complete:
                     seen = pl.Series("id", sorted(refresh.seen_ids), dtype=pl.String)
@@ -572,6 +591,12 @@ class Lake:
                 removed[dataset] = len(files)
         event("lake.vacuumed", retention_days=retention.days, **removed)
         return removed
+
+
+def _field(name: str) -> Any:
+    import pyarrow.dataset as pads
+
+    return pads.field(name)
 
 
 def _local_path(uri: str) -> str:
