@@ -138,6 +138,41 @@ def test_a_python_model_runs_once_per_partition_with_the_build_settings(tmp_path
     assert comment == [("Tasks of the line.",)]
 
 
+def test_a_python_model_runs_while_the_models_that_do_not_read_it_are_built(tmp_path, monkeypatch):
+    """The Monte Carlo models' numpy work overlaps the SQL marts built meanwhile: here the Python
+    model waits (up to 20 s) for a flag that only the next SQL model's creation sets, and a mart
+    that reads it still sees all its rows."""
+    from scrums_velocity.models import duckdb_engine
+
+    flag = tmp_path / "sql-model-started"
+    waiting = PER_LINE.replace(
+        "def model(inputs, context):",
+        "def model(inputs, context):\n"
+        "    import time\n"
+        "    from pathlib import Path\n"
+        "    deadline = time.monotonic() + 20\n"
+        f"    while not Path({str(flag)!r}).exists() and time.monotonic() < deadline:\n"
+        "        time.sleep(0.01)\n"
+        f"    assert Path({str(flag)!r}).exists(), 'built alone'\n",
+    )
+    root = _models_dir(tmp_path, waiting, '[per_line]\nmaterialized = "table"\n')
+    (root / "marts" / "other.sql").write_text("select count(*) as tasks from staging.stg_tasks\n")
+    (root / "marts" / "total.sql").write_text("select sum(tasks) as tasks from marts.per_line\n")
+    with (root / "marts" / "_schema.toml").open("a") as toml:
+        toml.write('[other]\nmaterialized = "table"\n[total]\nmaterialized = "table"\n')
+    create = duckdb_engine.DuckDBEngine.create
+
+    def flagging(self, table, *args):
+        if table == "marts.other":
+            flag.touch()
+        return create(self, table, *args)
+
+    monkeypatch.setattr(duckdb_engine.DuckDBEngine, "create", flagging)
+    con = _build(root, tmp_path)
+    assert con.execute("select tasks from marts.total").fetchall() == [(3,)]
+    assert con.execute("select tasks from marts.other").fetchall() == [(3,)]
+
+
 @pytest.mark.parametrize(
     ("py_model", "schema_toml", "message"),
     [
@@ -196,9 +231,9 @@ def test_a_temp_model_is_released_after_its_last_reader_and_its_readers_come_fir
     from scrums_velocity.models import duckdb_engine
 
     steps: list[tuple[str, str]] = []
-    create, create_python, release = (
+    create, start_python, release = (
         duckdb_engine.DuckDBEngine.create,
-        duckdb_engine.DuckDBEngine.create_python,
+        duckdb_engine.DuckDBEngine.start_python,
         duckdb_engine.DuckDBEngine.release,
     )
 
@@ -210,7 +245,7 @@ def test_a_temp_model_is_released_after_its_last_reader_and_its_readers_come_fir
         return wrapper
 
     monkeypatch.setattr(duckdb_engine.DuckDBEngine, "create", spy("create", create))
-    monkeypatch.setattr(duckdb_engine.DuckDBEngine, "create_python", spy("create", create_python))
+    monkeypatch.setattr(duckdb_engine.DuckDBEngine, "start_python", spy("create", start_python))
     monkeypatch.setattr(duckdb_engine.DuckDBEngine, "release", spy("release", release))
     data_dir = one_done_task().write(tmp_path)
     build(BuildSettings(data_dir=data_dir))

@@ -101,6 +101,19 @@ class Engine(Protocol):
         ``inputs`` (each filtered to that value; Spark: ``applyInArrow``, ``cogroup``), or once
         over whole inputs when ``partition_by`` is None. Rows are cast to ``schema``."""
 
+    def start_python(
+        self,
+        table: str,
+        inputs: Sequence[str],
+        partition_by: str | None,
+        function: PartitionFunction,
+        schema: pa.Schema,
+        materialized: Materialized,
+    ) -> Callable[[], None]:
+        """``create_python`` in two steps: start it (the inputs as they are now), and the
+        returned callable, which finishes it (raising what ``create_python`` would). Meanwhile
+        the runner may build models that do not read ``table``."""
+
     def count(self, table: str) -> int:
         """Rows in a built table."""
 

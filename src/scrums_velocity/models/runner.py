@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import duckdb
 import polars as pl
@@ -229,7 +229,8 @@ def _readers_first(graph: dict[str, set[str]], models: dict[str, Model]) -> list
     """A dependency order in which the readers of a ``temp`` model come as early as they can:
     of the models ready to build, first those that read (directly, through views, or through
     the models built on them) the earliest temp model built, so that it is released early (see
-    run_models). Ties go by name."""
+    run_models). Python models go first of all: they run in the background (Engine.start_python).
+    Ties go by name."""
     sorter = graphlib.TopologicalSorter(graph)
     sorter.prepare()
     order: list[str] = []
@@ -250,10 +251,10 @@ def _readers_first(graph: dict[str, set[str]], models: dict[str, Model]) -> list
                     pending.append(reader)
         return seen
 
-    def key(table: str) -> tuple[int, str]:
+    def key(table: str) -> tuple[bool, int, str]:
         read = set().union(*(_through_views(graph[t], models) for t in downstream(table)))
         held = [position[t] for t in read if t in position]
-        return (min(held, default=len(models)), table)
+        return (not models[table].is_python, min(held, default=len(models)), table)
 
     ready = set(sorter.get_ready())
     while ready:
@@ -585,6 +586,43 @@ def _last_uses(models: list[Model], tests: list[DataTest]) -> dict[str, int]:
     return last
 
 
+T = TypeVar("T")
+
+
+def _python_failure(model: Model, step: Callable[[], T]) -> T:
+    """``step`` of a Python model, its own code's failure turned into a BuildError naming it."""
+    try:
+        return step()
+    except BuildError:
+        raise
+    except Exception as exc:  # the model's own code failed
+        raise BuildError(
+            f"model {model.table} failed: {type(exc).__name__}: {first_line(exc)}"
+        ) from None
+
+
+def _built(
+    engine: Engine,
+    model: Model,
+    docs: dict[str, dict[str, Any]],
+    result: BuildResult,
+    started: float,
+) -> None:
+    """Count a built model's rows, check its documented columns and log it."""
+    rows = None if model.materialized == "view" else engine.count(model.table)
+    if rows is not None:
+        result.rows[model.table] = rows
+    if model.table in docs:
+        _check_documented(engine, model.table, docs[model.table])
+    event(
+        "build.model",
+        model=model.table,
+        materialized=model.materialized,
+        rows=rows,
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
 def run_models(
     engine: Engine,
     models: list[Model],
@@ -606,42 +644,44 @@ def run_models(
     for model in models:
         if model.materialized == "temp":
             release_after.setdefault(last_use[model.table], []).append(model.table)
+    by_table = {m.table: m for m in models}
+    # Python models started and not yet finished: their function runs while the models that
+    # do not read them are built (see Engine.start_python)
+    pending: dict[str, tuple[Model, Callable[[], None], float]] = {}
+
+    def finish(table: str) -> None:
+        model, done, started = pending.pop(table)
+        _python_failure(model, done)
+        _built(engine, model, docs, result, started)
+
     for index, model in enumerate(models):
+        for table in _through_views(model.refs(), by_table) & pending.keys():
+            finish(table)
         started = time.monotonic()
         if model.is_python:
             assert model.output is not None
             assert model.function is not None
-            try:
-                engine.create_python(
-                    model.table,
-                    model.inputs,
-                    model.partition_by,
-                    functools.partial(_call_python, model.function, context),
-                    model.output,
-                    model.materialized,
-                )
-            except BuildError:
-                raise
-            except Exception as exc:  # the model's own code failed
-                raise BuildError(
-                    f"model {model.table} failed: {type(exc).__name__}: {first_line(exc)}"
-                ) from None
+            call = functools.partial(_call_python, model.function, context)
+            start = functools.partial(
+                engine.start_python,
+                model.table,
+                model.inputs,
+                model.partition_by,
+                call,
+                model.output,
+                model.materialized,
+            )
+            done = _python_failure(model, start)
+            pending[model.table] = (model, done, started)
         else:
             engine.create(model.table, bind(model.sql, variables, model.table), model.materialized)
-        rows = None if model.materialized == "view" else engine.count(model.table)
-        if rows is not None:
-            result.rows[model.table] = rows
-        if model.table in docs:
-            _check_documented(engine, model.table, docs[model.table])
-        event(
-            "build.model",
-            model=model.table,
-            materialized=model.materialized,
-            rows=rows,
-            seconds=round(time.monotonic() - started, 3),
-        )
+            _built(engine, model, docs, result, started)
         for table in release_after.get(index, []):
+            if table in pending:
+                finish(table)
             engine.release(table)
+    for table in list(pending):
+        finish(table)
     built = {m.table for m in models}
     for table, entry in docs.items():
         if table not in built:

@@ -25,7 +25,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
@@ -853,6 +853,19 @@ class SparkEngine:
             raise
         except Exception as exc:
             raise BuildError(f"model {table} failed on Spark: {_first_line(exc)}") from None
+
+    def start_python(
+        self,
+        table: str,
+        inputs: Sequence[str],
+        partition_by: str | None,
+        function: PartitionFunction,
+        schema: pa.Schema,
+        materialized: Materialized,
+    ) -> Callable[[], None]:
+        """Spark runs the model at once (its jobs already use every core)."""
+        self.create_python(table, inputs, partition_by, function, schema, materialized)
+        return lambda: None
 
     def _partitioned(
         self,
