@@ -13,7 +13,7 @@ from scrums_velocity.errors import ConfigError
 from scrums_velocity.lake.lease import WriterLease
 from scrums_velocity.lake.location import LakeLocation, redact, resolve_location
 from scrums_velocity.lake.migrate import legacy_snapshot, migrate
-from scrums_velocity.lake.schemas import DATASETS, PARTITIONED, SCHEMAS, RunRecord
+from scrums_velocity.lake.schemas import DATASETS, PARTITIONED, SCHEMAS, RunRecord, empty
 from scrums_velocity.lake.staging import CheckpointKey, StagingWriter
 from scrums_velocity.lake.tables import (
     Damage,
@@ -39,6 +39,7 @@ __all__ = [
     "Snapshot",
     "StagingWriter",
     "WriterLease",
+    "empty",
     "legacy_snapshot",
     "migrate",
     "new_run_id",

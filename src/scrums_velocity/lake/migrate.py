@@ -19,7 +19,7 @@ import polars as pl
 
 from scrums_velocity.errors import LakeError
 from scrums_velocity.lake.location import LakeLocation
-from scrums_velocity.lake.schemas import DATASETS, PARTITIONED, SCHEMAS, RunRecord, frame
+from scrums_velocity.lake.schemas import DATASETS, PARTITIONED, SCHEMAS, RunRecord, empty, frame
 from scrums_velocity.lake.tables import Lake, Snapshot
 from scrums_velocity.observe import event
 
@@ -43,7 +43,7 @@ def _read_old(snapshot: Path, dataset: str) -> pl.DataFrame:
     files = sorted((snapshot / dataset).rglob("*.parquet")) if (snapshot / dataset).is_dir() else []
     schema = SCHEMAS[dataset]
     if not files:
-        return frame(schema.empty_table())
+        return frame(empty(schema))
     try:
         df = pl.read_parquet(files, hive_partitioning=dataset in PARTITIONED)
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -78,7 +78,7 @@ def migrate(data_dir: Path, target: LakeLocation, snapshot_dir: Path) -> Snapsho
     frames["runs"] = frames["runs"].with_columns(
         pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("committed_at"),
         pl.lit(None)
-        .cast(frame(SCHEMAS["runs"].empty_table())["lake_versions"].dtype)
+        .cast(frame(empty(SCHEMAS["runs"]))["lake_versions"].dtype)
         .alias("lake_versions"),
     )
     tables = {d: f.to_arrow().cast(SCHEMAS[d]) for d, f in frames.items()}

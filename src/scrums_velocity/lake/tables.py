@@ -35,7 +35,15 @@ import pyarrow.parquet as pq
 from scrums_velocity.errors import ConfigError, LakeError
 from scrums_velocity.lake.lease import WriterLease
 from scrums_velocity.lake.location import LakeLocation, storage_message
-from scrums_velocity.lake.schemas import _DEDUPE, DATASETS, PARTITIONED, SCHEMAS, RunRecord, frame
+from scrums_velocity.lake.schemas import (
+    _DEDUPE,
+    DATASETS,
+    PARTITIONED,
+    SCHEMAS,
+    RunRecord,
+    empty,
+    frame,
+)
 from scrums_velocity.lake.staging import staged as _staged
 from scrums_velocity.observe import event
 from scrums_velocity.times import parse_instant
@@ -141,7 +149,7 @@ class Lake:
             table = self._table("runs")
             if self.location.is_local:  # its few small files, without pyarrow.dataset
                 files = [pq.ParquetFile(_local_path(u)).read(columns) for u in table.file_uris()]
-                runs = pa.concat_tables(files) if files else SCHEMAS["runs"].empty_table()
+                runs = pa.concat_tables(files) if files else empty(SCHEMAS["runs"])
             else:
                 fs = self.location.arrow_filesystem("runs")
                 runs = table.to_pyarrow_dataset(filesystem=fs).to_table(columns)
@@ -218,7 +226,7 @@ class Lake:
         if files is None:
             return pl.scan_pyarrow_dataset(self.dataset(dataset, snap))
         if not files:
-            return frame(SCHEMAS[dataset].empty_table()).lazy()
+            return frame(empty(SCHEMAS[dataset])).lazy()
         # a local lake's files read by polars itself (no pyarrow.dataset, which imports pandas)
         partitioned = dataset in PARTITIONED
         return pl.scan_parquet(
@@ -236,7 +244,7 @@ class Lake:
         """Ids and timestamps of every task: all an incremental run needs to hold."""
         cols = ["id", "workspace_id", "updated_at", "history_count", "history_digest"]
         if snapshot is None:
-            return frame(SCHEMAS["tasks"].empty_table().select(cols))
+            return frame(empty(SCHEMAS["tasks"]).select(cols))
         with storage_errors(f"cannot read the tasks of snapshot {snapshot.run_id}"):
             table = self.dataset("tasks", snapshot).to_table(columns=cols)
         return frame(table)
@@ -382,7 +390,7 @@ class Lake:
             head = self.head()
             for dataset in DATASETS:
                 if not self._is_table(dataset):
-                    self._write(dataset, SCHEMAS[dataset].empty_table(), mode="error")
+                    self._write(dataset, empty(SCHEMAS[dataset]), mode="error")
                     continue
                 latest = self._version(dataset)
                 if dataset == "runs":
@@ -391,7 +399,7 @@ class Lake:
                 if target is None:
                     # written by a run that never committed a snapshot: empty it
                     if latest > 0 or self._table(dataset).count():
-                        self._write(dataset, SCHEMAS[dataset].empty_table(), mode="overwrite")
+                        self._write(dataset, empty(SCHEMAS[dataset]), mode="overwrite")
                         event("lake.rolled_back", dataset=dataset, to="empty")
                 elif latest > target:
                     self._table(dataset).restore(target)
@@ -491,7 +499,7 @@ class Lake:
         new = (
             frame(_unique(staged, "task_history"))
             if staged is not None
-            else frame(SCHEMAS["task_history"].empty_table())
+            else frame(empty(SCHEMAS["task_history"]))
         )
         fetched = _staged(staging, "tasks")
         ids = (
@@ -565,7 +573,7 @@ class Lake:
         written, without the requests.
         """
         now = datetime.now(UTC)
-        full = {d: tables.get(d, SCHEMAS[d].empty_table()) for d in PARTITIONED}
+        full = {d: tables.get(d, empty(SCHEMAS[d])) for d in PARTITIONED}
         row = RunRecord(run_id, command, started_at=now, finished_at=now, mode="full").row()
         with self.lease(run_id) as lease:
             return self.commit(lease, run_id, None, [], row, now, tables=full)

@@ -25,6 +25,7 @@ import polars as pl
 import pyarrow as pa
 
 from scrums_velocity.errors import BuildError, first_line
+from scrums_velocity.lake import empty
 from scrums_velocity.models.engine import LakeSource, Materialized, PartitionFunction
 
 _TABLE = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
@@ -145,7 +146,7 @@ class DuckDBEngine:
                 ) from None
         else:
             assert source.schema is not None, source.name
-            self._register(view, source.schema.empty_table())
+            self._register(view, empty(source.schema))
 
     def register_table(self, name: str, data: pa.Table) -> None:
         self._register(_name(name), data)
@@ -296,12 +297,12 @@ def _python_rows(
                 {
                     name: split[name][(key,)].to_arrow()
                     if (key,) in split[name]
-                    else frame.schema.empty_table()
+                    else empty(frame.schema)
                     for name, frame in frames.items()
                 }
             )
             for key in keys
         ]
     if not parts:
-        return schema.empty_table()
+        return empty(schema)
     return pa.concat_tables([p.select(schema.names).cast(schema) for p in parts])

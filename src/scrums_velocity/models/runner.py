@@ -357,10 +357,11 @@ def resolve_as_of(lake: Lake, snapshot: Snapshot, as_of: datetime | None) -> dat
 
 def service_lines_table(pairs: tuple[tuple[str, str], ...]) -> pa.Table:
     """The configuration's (id, name) pairs as the table staging.stg_service_lines reads."""
-    return pa.table(
+    frame = pl.DataFrame(
         {"id": [p[0] for p in pairs], "name": [p[1] for p in pairs]},
-        schema=pa.schema([("id", pa.string()), ("name", pa.string())]),
-    )
+        schema={"id": pl.String, "name": pl.String},
+    )  # through polars: pa.table from lists imports pandas (0.25 s)
+    return frame.to_arrow().cast(pa.schema([("id", pa.string()), ("name", pa.string())]))
 
 
 def _literal(text: str) -> str:
