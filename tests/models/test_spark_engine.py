@@ -810,3 +810,28 @@ def _assert_same_rows(what: str, expected: pa.Table, got: pa.Table, skip: set[st
             if not _same(a, b)
         ]
         assert not diffs, f"{what}: first differing row:\n  " + "\n  ".join(diffs)
+
+
+def test_an_unreachable_standalone_master_fails_at_once_naming_it():
+    """Spark's own client retries registering with a dead master for about 70 s; the build says
+    which masters it could not reach before starting a JVM."""
+    import socket
+
+    from scrums_velocity.models.spark import _reach_master
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nobody listens there now
+    with pytest.raises(BuildError) as err:
+        _reach_master(f"spark://127.0.0.1:{port},127.0.0.1:{port}")
+    assert str(err.value) == (
+        f"cannot reach the Spark master spark://127.0.0.1:{port},127.0.0.1:{port} "
+        f"(127.0.0.1:{port}: Connection refused; 127.0.0.1:{port}: Connection refused)"
+    )
+    with pytest.raises(BuildError, match=r"not a Spark master URL: spark://head \(spark://"):
+        _reach_master("spark://head")
+    with socket.socket() as listening:  # one master of the list answers: no error
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        _reach_master(f"spark://127.0.0.1:{port},127.0.0.1:{listening.getsockname()[1]}")

@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -722,6 +723,8 @@ def spark_session(master: str | None = None, conf: dict[str, str] | None = None)
                     "the spark engine needs a Java runtime (17) on PATH or JAVA_HOME: "
                     "make spark (installs openjdk-17-jre-headless)"
                 )
+            if master is not None and master.startswith("spark://"):
+                _reach_master(master)
             builder = builder.master(master or "local[*]")
         for key, value in settings.items():
             builder = builder.config(key, value)
@@ -742,6 +745,22 @@ def spark_session(master: str | None = None, conf: dict[str, str] | None = None)
         logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
         _SESSION = session
         return session
+
+
+def _reach_master(master: str, timeout_s: float = 5.0) -> None:
+    """Fail at once when no master of a standalone cluster URL (``spark://h1:7077,h2:7077``)
+    accepts a connection: Spark's own client retries registering for about 70 s first."""
+    reasons = []
+    for address in master.removeprefix("spark://").split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+                return
+        except ValueError:
+            raise BuildError(f"not a Spark master URL: {master} (spark://host:port)") from None
+        except OSError as exc:
+            reasons.append(f"{address.strip()}: {exc.strerror or exc}")
+    raise BuildError(f"cannot reach the Spark master {master} ({'; '.join(reasons)})")
 
 
 def _java_available() -> bool:
