@@ -102,3 +102,23 @@ def test_vacuum_past_retention_removes_old_files_and_keeps_the_head(two_snapshot
         LakeError, match=rf"snapshot {first.run_id} is damaged: tasks/.* is missing"
     ):
         build(BuildSettings(data_dir=data_dir, snapshot=first.run_id))
+
+
+def test_a_lake_below_folders_named_like_partitions_reads_and_builds(tmp_path):
+    """Folders above the data dir may hold "=" (even "workspace_id=..."): only a file's own
+    folder names its partition. Extraction (its history check scans the lake) and the build
+    (its as-of scan) both read such a lake like any other."""
+    data_dir = tmp_path / "x=1" / "workspace_id=WS-00-000000" / "data y=2"
+    ds = generate(tasks=200, seed=5, now=NOW)
+    run_extract(ds, create_app(ds), data_dir)
+    lake = open_lake(data_dir)
+    for dataset in ("tasks", "task_history"):
+        scanned = lake.scan(dataset).collect()
+        read = lake.read(dataset)
+        assert scanned.columns == read.columns
+        assert sorted(scanned.rows()) == sorted(read.rows())
+        assert set(scanned["workspace_id"]) == {w.id for w in ds.workspaces}
+    build(BuildSettings(data_dir=data_dir))
+    con = duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True)
+    assert con.execute("select count(*) from marts.task_completions").fetchone()[0] > 0
+    con.close()

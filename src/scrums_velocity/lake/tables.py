@@ -105,7 +105,7 @@ def storage_errors(what: str, fix: str = "") -> Iterator[None]:
 
     try:
         yield
-    except (DeltaError, OSError, pa.ArrowException) as exc:
+    except (DeltaError, OSError, pa.ArrowException, pl.exceptions.PolarsError) as exc:
         raise LakeError(f"{what}: {storage_message(exc)}{'; ' + fix if fix else ''}") from None
 
 
@@ -227,13 +227,29 @@ class Lake:
             return pl.scan_pyarrow_dataset(self.dataset(dataset, snap))
         if not files:
             return frame(empty(SCHEMAS[dataset])).lazy()
-        # a local lake's files read by polars itself (no pyarrow.dataset, which imports pandas)
-        partitioned = dataset in PARTITIONED
-        return pl.scan_parquet(
-            files,
-            hive_partitioning=partitioned,
-            hive_schema={"workspace_id": pl.String} if partitioned else None,
-        )
+        # A local lake's files read by polars itself (no pyarrow.dataset, which imports pandas),
+        # typed as the dataset's schema (a file older than a column gets nulls). The partition
+        # column comes from each file's own folder (<table>/workspace_id=<value>/), never from
+        # the folders above the lake, which may hold "=" as well.
+        schema = frame(empty(SCHEMAS[dataset])).schema
+        by_folder: dict[str, list[str]] = {}
+        for file in files:
+            by_folder.setdefault(Path(file).parent.name, []).append(file)
+        scans = []
+        for folder, group in by_folder.items():
+            scan = pl.scan_parquet(
+                group,
+                hive_partitioning=False,
+                schema={k: v for k, v in schema.items() if k != "workspace_id"}
+                if dataset in PARTITIONED
+                else schema,
+                missing_columns="insert",
+            )
+            if dataset in PARTITIONED:
+                value = urllib.parse.unquote(folder.partition("=")[2])
+                scan = scan.with_columns(workspace_id=pl.lit(value, pl.String))
+            scans.append(scan.select(schema.names()))
+        return pl.concat(scans)
 
     def read(self, dataset: str, snapshot: Snapshot | None = None) -> pl.DataFrame:
         snap = snapshot or self.snapshot()
