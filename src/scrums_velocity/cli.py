@@ -115,9 +115,8 @@ def extract_cmd(
 
     Settings come from velocity.toml (when present) with these flags over them."""
     from scrums_velocity.config import load_config
-    from scrums_velocity.extract import ExtractOptions, extract
+    from scrums_velocity.extract import ClientSettings, ExtractOptions, extract
     from scrums_velocity.lake import resolve_location
-    from scrums_velocity.nightly import client_settings
 
     setup_logging(log_json)
     cfg = load_config(config)
@@ -146,7 +145,7 @@ def extract_cmd(
         strict=strict,
         lake=cfg.lake,
     )
-    result = extract(client_settings(cfg), options)
+    result = extract(ClientSettings.from_config(cfg), options)
     typer.echo(result.summary())
     snapshot = f" (snapshot {result.snapshot.run_id})" if result.snapshot else ""
     typer.echo(f"lake: {resolve_location(cfg.lake, cfg.data_dir)}{snapshot}")

@@ -44,23 +44,6 @@ class NightlyResult:
         return f"nightly: {', '.join(parts)} in {self.duration_s:.1f} s"
 
 
-def client_settings(config: Config) -> ClientSettings:
-    api = config.api
-    if not api.url:
-        raise ConfigError("no API URL: set api.url in the configuration or SCRUMS_API_URL")
-    return ClientSettings(
-        api_url=api.url,
-        token=api.token.get_secret_value() if api.token else "",
-        concurrency=api.concurrency,
-        max_rps=api.max_rps,
-        connect_timeout=min(api.timeout_s, 10.0),
-        read_timeout=api.timeout_s,
-        deadline=api.deadline_s,
-        max_attempts=api.max_attempts,
-        allow_http=api.allow_http,
-    )
-
-
 def run_nightly(
     config: Config,
     *,
@@ -128,7 +111,7 @@ def preflight(config: Config, *, email_dry_run: bool = False) -> ClientSettings:
     data_dir = config.data_dir
     if data_dir.exists() and not data_dir.is_dir():
         raise ConfigError(f"data dir {data_dir} is not a directory")
-    settings = client_settings(config)
+    settings = ClientSettings.from_config(config)
     resolve_location(config.lake, data_dir)  # the lake URL and its endpoint's scheme
     if not email_dry_run:
         check_can_send(config)

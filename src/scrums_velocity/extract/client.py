@@ -23,7 +23,7 @@ import logging
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -44,6 +44,9 @@ from scrums_velocity.errors import (
 )
 from scrums_velocity.lake.location import is_loopback
 
+if TYPE_CHECKING:
+    from scrums_velocity.config import Config
+
 log = logging.getLogger("scrums_velocity.extract")
 
 
@@ -61,6 +64,24 @@ class ClientSettings:
     backoff_base: float = 0.25  # seconds; full jitter over base * 2**attempt
     backoff_max: float = 15.0
     allow_http: bool = False
+
+    @classmethod
+    def from_config(cls, config: Config) -> ClientSettings:
+        """The ``[api]`` section's settings (the token from SCRUMS_API_TOKEN or the file)."""
+        api = config.api
+        if not api.url:
+            raise ConfigError("no API URL: set api.url in the configuration or SCRUMS_API_URL")
+        return cls(
+            api_url=api.url,
+            token=api.token.get_secret_value() if api.token else "",
+            concurrency=api.concurrency,
+            max_rps=api.max_rps,
+            connect_timeout=min(api.timeout_s, 10.0),
+            read_timeout=api.timeout_s,
+            deadline=api.deadline_s,
+            max_attempts=api.max_attempts,
+            allow_http=api.allow_http,
+        )
 
     def __post_init__(self) -> None:
         check_url(self.api_url, self.allow_http)
