@@ -181,17 +181,6 @@ class DuckDBEngine:
         self._run(table, f"CREATE TABLE warehouse.{_name(table)} AS\n{sql}")
         self._run(table, f"CREATE VIEW {table} AS SELECT * FROM warehouse.{table}")
 
-    def create_python(
-        self,
-        table: str,
-        inputs: Sequence[str],
-        partition_by: str | None,
-        function: PartitionFunction,
-        schema: pa.Schema,
-        materialized: Materialized,
-    ) -> None:
-        self.start_python(table, inputs, partition_by, function, schema, materialized)()
-
     def start_python(
         self,
         table: str,

@@ -88,19 +88,6 @@ class Engine(Protocol):
     def create(self, table: str, sql: str, materialized: Materialized) -> None:
         """Build ``table`` (``schema.name``) from one SELECT. Raises BuildError naming it."""
 
-    def create_python(
-        self,
-        table: str,
-        inputs: Sequence[str],
-        partition_by: str | None,
-        function: PartitionFunction,
-        schema: pa.Schema,
-        materialized: Materialized,
-    ) -> None:
-        """Build ``table`` with ``function``: once per value of ``partition_by`` over the
-        ``inputs`` (each filtered to that value; Spark: ``applyInArrow``, ``cogroup``), or once
-        over whole inputs when ``partition_by`` is None. Rows are cast to ``schema``."""
-
     def start_python(
         self,
         table: str,
@@ -110,9 +97,11 @@ class Engine(Protocol):
         schema: pa.Schema,
         materialized: Materialized,
     ) -> Callable[[], None]:
-        """``create_python`` in two steps: start it (the inputs as they are now), and the
-        returned callable, which finishes it (raising what ``create_python`` would). Meanwhile
-        the runner may build models that do not read ``table``."""
+        """Start building ``table`` with ``function``: once per value of ``partition_by`` over
+        the ``inputs`` (each filtered to that value; Spark: ``applyInArrow``, ``cogroup``), or
+        once over whole inputs when ``partition_by`` is None; rows are cast to ``schema``. The
+        inputs are read as they are now; the returned callable finishes the table (raising
+        BuildError naming it). Meanwhile the runner may build models that do not read it."""
 
     def count(self, table: str) -> int:
         """Rows in a built table."""
