@@ -683,6 +683,7 @@ def run_models(
             engine.release(table)
     for table in list(pending):
         finish(table)
+    result.rows = {m.table: result.rows[m.table] for m in models if m.table in result.rows}
     built = {m.table for m in models}
     for table, entry in docs.items():
         if table not in built:
