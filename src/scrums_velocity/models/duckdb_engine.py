@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import duckdb
 import polars as pl
@@ -53,32 +53,44 @@ def stoppable(con: duckdb.DuckDBPyConnection, work: Callable[[], T], timeout_s: 
     the signal, and ``con.interrupt()`` stops the query within a moment. The wait returns as soon
     as ``work`` does (an event, checked every 50 ms for the signal and the time limit); past
     ``timeout_s`` it raises TimeoutError."""
-    outcome: dict[str, Any] = {}
-    done = threading.Event()  # not Thread.join: a KeyboardInterrupt inside join can end it early
-
-    def target() -> None:
-        try:
-            outcome["value"] = work()
-        except BaseException as exc:  # re-raised in the caller's thread
-            outcome["error"] = exc
-        finally:
-            done.set()
-
+    job = _Background(work, "velocity-query")
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    threading.Thread(target=target, name="velocity-query", daemon=True).start()
     try:
-        while not done.wait(0.05):
+        while not job.done.wait(0.05):
             if deadline is not None and time.monotonic() > deadline:
                 con.interrupt()
-                done.wait()
+                job.done.wait()
                 raise TimeoutError(f"stopped after {timeout_s:g} s")
     except KeyboardInterrupt:
         con.interrupt()
-        done.wait()
+        job.done.wait()
         raise
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+    return job.result()
+
+
+class _Background(Generic[T]):
+    """``work`` running in a daemon thread; :meth:`result` gives its value, or raises its
+    error, in the caller's thread. Callers wait on ``done`` in short steps, not Thread.join:
+    a KeyboardInterrupt inside join can end it early, and a long wait must see Ctrl-C."""
+
+    def __init__(self, work: Callable[[], T], name: str) -> None:
+        self.done = threading.Event()
+        self._outcome: dict[str, Any] = {}
+        threading.Thread(target=self._run, args=(work,), name=name, daemon=True).start()
+
+    def _run(self, work: Callable[[], T]) -> None:
+        try:
+            self._outcome["value"] = work()
+        except BaseException as exc:  # re-raised in the caller's thread
+            self._outcome["error"] = exc
+        finally:
+            self.done.set()
+
+    def result(self) -> T:
+        """The value (or the error) of the finished work."""
+        if "error" in self._outcome:
+            raise self._outcome["error"]
+        return self._outcome.pop("value")
 
 
 class DuckDBEngine:
@@ -195,26 +207,15 @@ class DuckDBEngine:
         models: 1.0 s on one core at 1M tasks) then overlaps the SQL models built meanwhile,
         whose DuckDB threads need no GIL."""
         frames = {name: self.to_arrow(name) for name in inputs}
-        outcome: dict[str, Any] = {}
-        done = threading.Event()
-
-        def target() -> None:
-            try:
-                outcome["rows"] = _python_rows(frames, partition_by, function, schema)
-            except BaseException as exc:  # re-raised by finish, in the runner's thread
-                outcome["error"] = exc
-            finally:
-                done.set()
-
-        threading.Thread(target=target, name=f"velocity-{table}", daemon=True).start()
+        job = _Background(
+            lambda: _python_rows(frames, partition_by, function, schema), f"velocity-{table}"
+        )
 
         def finish() -> None:
-            while not done.wait(0.05):  # waiting in Python: Ctrl-C is seen at once
+            while not job.done.wait(0.05):  # waiting in Python: Ctrl-C is seen at once
                 pass
-            if "error" in outcome:
-                raise outcome["error"]
             name = f"__{table.replace('.', '__')}"
-            self._register(name, outcome.pop("rows"))
+            self._register(name, job.result())
             if materialized == "table":
                 self._store(table, f"SELECT * FROM {name}")
             else:
