@@ -228,9 +228,10 @@ class Lake:
         if not files:
             return frame(empty(SCHEMAS[dataset])).lazy()
         # A local lake's files read by polars itself (no pyarrow.dataset, which imports pandas),
-        # typed as the dataset's schema (a file older than a column gets nulls). The partition
-        # column comes from each file's own folder (<table>/workspace_id=<value>/), never from
-        # the folders above the lake, which may hold "=" as well.
+        # typed as the dataset's schema (a file older than a column gets nulls; a column the
+        # schema no longer has is left out). The partition column comes from each file's own
+        # folder (<table>/workspace_id=<value>/), never from the folders above the lake, which
+        # may hold "=" as well.
         schema = frame(empty(SCHEMAS[dataset])).schema
         by_folder: dict[str, list[str]] = {}
         for file in files:
@@ -244,6 +245,7 @@ class Lake:
                 if dataset in PARTITIONED
                 else schema,
                 missing_columns="insert",
+                extra_columns="ignore",
             )
             if dataset in PARTITIONED:
                 value = urllib.parse.unquote(folder.partition("=")[2])
