@@ -14,8 +14,10 @@ export UV_SYSTEM_CERTS := 1
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet "uv==0.13.8"
 
+# --compile-bytecode: every installed module's bytecode up front, so that no process compiles
+# it again (with PYTHONDONTWRITEBYTECODE set, as in some CI images, every process would).
 .venv/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --locked --all-groups --all-extras
+	$(UV) sync --locked --all-groups --all-extras --compile-bytecode
 	touch $@
 
 sync: .venv/.synced
@@ -49,11 +51,15 @@ format: .venv/.synced
 # 271 s with 2, 287 s with 4). Each test is independent (own tmp dirs, free ports). loadfile: a
 # test file's tests share a worker, so each Spark file shares one Spark session.
 WORKERS ?= $(shell $(PYTHON) -c 'import os; print((os.cpu_count() or 1) + 1)')
+# The project's own bytecode too (it is installed editable, from src/): the CLI runs the tests
+# start would compile it afresh otherwise.
 test: lint
+	.venv/bin/python -m compileall -q src tests
 	.venv/bin/pytest -n $(WORKERS) --dist loadfile --durations=15
 
 # The inner loop: every test not marked slow (no kills, S3 runs, Spark, browser or demo), no lint.
 test-fast: .venv/.synced
+	.venv/bin/python -m compileall -q src tests
 	.venv/bin/pytest -n $(WORKERS) --dist loadfile -m "not slow" -q
 
 demo: .venv/.synced
