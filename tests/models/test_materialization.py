@@ -173,6 +173,19 @@ def test_a_python_model_runs_while_the_models_that_do_not_read_it_are_built(tmp_
     assert con.execute("select tasks from marts.other").fetchall() == [(3,)]
 
 
+def test_a_model_naming_a_python_model_in_capitals_waits_for_its_rows(tmp_path):
+    """The graph reads plain lower-case references only; a model that names a background Python
+    model otherwise (here in capitals, quoted) still finds all its rows stored."""
+    root = _models_dir(tmp_path, PER_LINE, '[per_line]\nmaterialized = "table"\n')
+    (root / "marts" / "total.sql").write_text(
+        'select sum(tasks) as tasks from MARTS."PER_LINE"\n'  # no lower-case reference
+    )
+    with (root / "marts" / "_schema.toml").open("a") as toml:
+        toml.write('[total]\nmaterialized = "table"\n')
+    con = _build(root, tmp_path)
+    assert con.execute("select tasks from marts.total").fetchall() == [(3,)]
+
+
 @pytest.mark.parametrize(
     ("py_model", "schema_toml", "message"),
     [

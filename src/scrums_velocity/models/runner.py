@@ -142,6 +142,9 @@ class Model:
     partition_by: str | None = None
     output: pa.Schema | None = None
     function: Callable[[dict[str, pa.Table], ModelContext], Any] | None = None
+    # other models a SQL model names other than as plain lower-case schema.table (quoted, in
+    # capitals): found by discover, read like the rest
+    named: frozenset[str] = frozenset()
 
     @property
     def table(self) -> str:
@@ -152,9 +155,10 @@ class Model:
         return self.path.suffix == ".py"
 
     def refs(self) -> set[str]:
+        """The models this one reads: a Python model's inputs; a SQL model's references."""
         if self.is_python:
             return set(self.inputs)
-        return {f"{s}.{t}" for s, t in _REF.findall(self.sql)} - {self.table}
+        return ({f"{s}.{t}" for s, t in _REF.findall(self.sql)} | self.named) - {self.table}
 
 
 @dataclass
@@ -203,6 +207,10 @@ def discover(models_dir: Path = MODELS_DIR) -> list[Model]:
         unknown = model.refs() - set(models)
         if unknown:
             raise BuildError(f"model {table} reads {sorted(unknown)[0]}, which no model builds")
+        if not model.is_python:  # also the models it names quoted or in capitals
+            model = models[table] = dataclasses.replace(
+                model, named=frozenset(_reads(model.sql)) & set(models)
+            )
         graph[table] = model.refs()
     try:
         return [models[t] for t in _readers_first(graph, models)]
