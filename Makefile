@@ -16,7 +16,7 @@ export UV_SYSTEM_CERTS := 1
 
 # --compile-bytecode: every installed module's bytecode up front, so that no process compiles
 # it again (with PYTHONDONTWRITEBYTECODE set, as in some CI images, every process would).
-.venv/.synced: pyproject.toml uv.lock | $(UV)
+.venv/.synced: pyproject.toml uv.lock Makefile | $(UV)
 	$(UV) sync --locked --all-groups --all-extras --compile-bytecode
 	touch $@
 
@@ -51,8 +51,8 @@ format: .venv/.synced
 # 271 s with 2, 287 s with 4). Each test is independent (own tmp dirs, free ports). loadfile: a
 # test file's tests share a worker, so each Spark file shares one Spark session.
 WORKERS ?= $(shell $(PYTHON) -c 'import os; print((os.cpu_count() or 1) + 1)')
-# The project's own bytecode too (it is installed editable, from src/): the CLI runs the tests
-# start would compile it afresh otherwise.
+# The project's own bytecode too (it is installed editable, from src/): otherwise every CLI
+# process the tests start would compile it afresh.
 test: lint
 	.venv/bin/python -m compileall -q src tests
 	.venv/bin/pytest -n $(WORKERS) --dist loadfile --durations=15

@@ -174,16 +174,27 @@ def test_a_python_model_runs_while_the_models_that_do_not_read_it_are_built(tmp_
 
 
 def test_a_model_naming_a_python_model_in_capitals_waits_for_its_rows(tmp_path):
-    """The graph reads plain lower-case references only; a model that names a background Python
-    model otherwise (here in capitals, quoted) still finds all its rows stored."""
+    """A model that names a background Python model in capitals and quoted depends on it like
+    any other reader, and finds all its rows stored; what comments and strings say of other
+    models makes no dependency (before, a capitalised mention in a comment made a cycle)."""
     root = _models_dir(tmp_path, PER_LINE, '[per_line]\nmaterialized = "table"\n')
     (root / "marts" / "total.sql").write_text(
         'select sum(tasks) as tasks from MARTS."PER_LINE"\n'  # no lower-case reference
     )
+    # comments and strings name no model: a model upstream may mention its readers there
+    (root / "staging" / "notes.sql").write_text(
+        "-- read by MARTS.TOTAL_NOTES and marts.total_notes; not marts.per line\n"
+        "select 'marts.total_notes' as note /* MARTS.\"TOTAL_NOTES\" */\n"
+    )
+    (root / "marts" / "total_notes.sql").write_text("select note from staging.notes\n")
     with (root / "marts" / "_schema.toml").open("a") as toml:
-        toml.write('[total]\nmaterialized = "table"\n')
+        toml.write('[total]\nmaterialized = "table"\n[total_notes]\nmaterialized = "table"\n')
+    (root / "staging" / "_schema.toml").write_text(
+        '[stg_tasks]\nmaterialized = "view"\n[notes]\nmaterialized = "view"\n'
+    )
     con = _build(root, tmp_path)
     assert con.execute("select tasks from marts.total").fetchall() == [(3,)]
+    assert con.execute("select note from marts.total_notes").fetchall() == [("marts.total_notes",)]
 
 
 @pytest.mark.parametrize(

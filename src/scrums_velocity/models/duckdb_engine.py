@@ -87,10 +87,10 @@ class _Background(Generic[T]):
             self.done.set()
 
     def result(self) -> T:
-        """The value (or the error) of the finished work."""
+        """The value (or the error) of the work, once ``done`` is set."""
         if "error" in self._outcome:
             raise self._outcome["error"]
-        return self._outcome.pop("value")
+        return self._outcome["value"]
 
 
 class DuckDBEngine:

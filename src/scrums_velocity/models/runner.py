@@ -65,6 +65,12 @@ LAYERS = ("staging", "intermediate", "marts")
 _REF = re.compile(r"\b(staging|intermediate|marts)\.([a-z_][a-z0-9_]*)\b")
 # A singular test's tables however written (quoted, upper case): what it reads is kept for it.
 _ANY_REF = re.compile(r'\b(staging|intermediate|marts)"?\s*\.\s*"?([a-z_][a-z0-9_]*)', re.I)
+# A model named quoted or in capitals (MARTS."PER_LINE"): an edge of the graph like the others.
+_NAMED = re.compile(
+    r'\b(staging|intermediate|marts)"?\.(?:"([a-z_][a-z0-9_]*)"|([a-z_][a-z0-9_]*)\b)', re.I
+)
+# What a model's references are looked for in: its SQL without comments and string literals.
+_NOT_CODE = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'", re.S)
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 WAREHOUSE = "warehouse.duckdb"
 # A storage format analysts' 1.x clients (the DuckDB CLI, JDBC/DBeaver, R, Node) open: DuckDB
@@ -158,7 +164,13 @@ class Model:
         """The models this one reads: a Python model's inputs; a SQL model's references."""
         if self.is_python:
             return set(self.inputs)
-        return ({f"{s}.{t}" for s, t in _REF.findall(self.sql)} | self.named) - {self.table}
+        code = _NOT_CODE.sub(" ", self.sql)
+        return ({f"{s}.{t}" for s, t in _REF.findall(code)} | self.named) - {self.table}
+
+    def names(self) -> set[str]:
+        """Every model a SQL model names, however written (quoted, in capitals)."""
+        code = _NOT_CODE.sub(" ", self.sql)
+        return {f"{s}.{q or t}".lower() for s, q, t in _NAMED.findall(code)} - {self.table}
 
 
 @dataclass
@@ -209,7 +221,7 @@ def discover(models_dir: Path = MODELS_DIR) -> list[Model]:
             raise BuildError(f"model {table} reads {sorted(unknown)[0]}, which no model builds")
         if not model.is_python:  # also the models it names quoted or in capitals
             model = models[table] = dataclasses.replace(
-                model, named=frozenset(_reads(model.sql)) & set(models)
+                model, named=frozenset(model.names() & set(models))
             )
         graph[table] = model.refs()
     try:
