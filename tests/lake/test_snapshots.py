@@ -122,3 +122,31 @@ def test_a_lake_below_folders_named_like_partitions_reads_and_builds(tmp_path):
     con = duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True)
     assert con.execute("select count(*) from marts.task_completions").fetchone()[0] > 0
     con.close()
+
+
+@pytest.mark.parametrize("folder", ["b[1]", "x]", "pct%41"])
+def test_a_data_dir_the_delta_library_cannot_address_is_refused_in_one_line(tmp_path, folder):
+    """deltalake panics on "[" or "]" in a path and decodes "%41" to "A" (writing elsewhere): such
+    a lake path is refused before anything is written, naming the character."""
+    ds = generate(tasks=20, seed=5, now=NOW)
+    data_dir = tmp_path / folder / "data"
+    with pytest.raises(ConfigError) as err:
+        run_extract(ds, create_app(ds), data_dir)
+    assert str(err.value).startswith(f"the lake's path {data_dir / 'lake'} holds ")
+    assert "which the Delta library cannot address" in str(err.value)
+    assert not (tmp_path / folder).exists() or not any((tmp_path / folder).rglob("_delta_log"))
+
+
+def test_a_panic_in_the_storage_library_is_a_lake_error():
+    """pyo3 turns a Rust panic into PanicException, a BaseException: still one line."""
+    from scrums_velocity.lake import storage_errors
+
+    class PanicException(BaseException):  # pyo3_runtime's, as deltalake raises it
+        pass
+
+    expected = r"^cannot write x: Invalid object store url\.$"
+    with pytest.raises(LakeError, match=expected), storage_errors("cannot write x"):
+        raise PanicException("Invalid object store url.")
+    # other BaseExceptions pass through
+    with pytest.raises(KeyboardInterrupt), storage_errors("cannot write x"):
+        raise KeyboardInterrupt

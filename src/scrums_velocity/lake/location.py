@@ -98,19 +98,35 @@ class LakeLocation:
         )
 
 
+# What deltalake cannot address in a local table's path (measured): "[" or "]" makes it panic
+# ("Invalid object store url"), and "%" with two hex digits is decoded ("%41" writes to "A").
+_UNADDRESSABLE = re.compile(r"[\[\]]|%[0-9A-Fa-f]{2}")
+
+
+def _local(path: Path) -> LakeLocation:
+    text = str(path.absolute())
+    bad = _UNADDRESSABLE.search(text)
+    if bad:
+        raise ConfigError(
+            f"the lake's path {text} holds {bad.group(0)!r}, which the Delta library cannot "
+            "address: choose a data dir (or --lake) without it"
+        )
+    return LakeLocation(text, True)
+
+
 def resolve_location(
     lake: str | Path | None, data_dir: Path, env: Mapping[str, str] | None = None
 ) -> LakeLocation:
     """``--lake`` / ``lake =`` to a location; the default is ``<data-dir>/lake``."""
     env = os.environ if env is None else env
     if lake is None or str(lake).strip() == "":
-        return LakeLocation(str((data_dir / "lake").absolute()), True)
+        return _local(data_dir / "lake")
     text = str(lake).strip()
     if "://" not in text:
-        return LakeLocation(str(Path(text).expanduser().absolute()), True)
+        return _local(Path(text).expanduser())
     parts = urlsplit(text)
     if parts.scheme == "file":
-        return LakeLocation(str(Path(parts.path).absolute()), True)
+        return _local(Path(parts.path))
     if parts.scheme != "s3":
         raise ConfigError(
             f"unsupported lake URL scheme {parts.scheme!r}: use a local path or s3://bucket/prefix"
