@@ -63,13 +63,12 @@ from scrums_velocity.observe import event
 MODELS_DIR = Path(__file__).parent
 LAYERS = ("staging", "intermediate", "marts")
 _REF = re.compile(r"\b(staging|intermediate|marts)\.([a-z_][a-z0-9_]*)\b")
-# A singular test's tables however written (quoted, upper case): what it reads is kept for it.
-_ANY_REF = re.compile(r'\b(staging|intermediate|marts)"?\s*\.\s*"?([a-z_][a-z0-9_]*)', re.I)
-# A model named quoted or in capitals (MARTS."PER_LINE"): an edge of the graph like the others.
+# A table however written (quoted, in capitals: MARTS."PER_LINE"): a model's graph edge, a data
+# test's table kept until the tests ran.
 _NAMED = re.compile(
     r'\b(staging|intermediate|marts)"?\.(?:"([a-z_][a-z0-9_]*)"|([a-z_][a-z0-9_]*)\b)', re.I
 )
-# What a model's references are looked for in: its SQL without comments and string literals.
+# What references are looked for in: the SQL without its comments and string literals.
 _NOT_CODE = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'", re.S)
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 WAREHOUSE = "warehouse.duckdb"
@@ -169,8 +168,7 @@ class Model:
 
     def names(self) -> set[str]:
         """Every model a SQL model names, however written (quoted, in capitals)."""
-        code = _NOT_CODE.sub(" ", self.sql)
-        return {f"{s}.{q or t}".lower() for s, q, t in _NAMED.findall(code)} - {self.table}
+        return set(_reads(self.sql)) - {self.table}
 
 
 @dataclass
@@ -395,7 +393,9 @@ def _ident(name: str) -> str:
 
 
 def _reads(sql: str) -> tuple[str, ...]:
-    return tuple(sorted({f"{s}.{t}".lower() for s, t in _ANY_REF.findall(sql)}))
+    """The tables ``sql`` names, however written, outside comments and string literals."""
+    code = _NOT_CODE.sub(" ", sql)
+    return tuple(sorted({f"{s}.{q or t}".lower() for s, q, t in _NAMED.findall(code)}))
 
 
 class DataTestFailure(BuildError):
@@ -697,9 +697,7 @@ def run_models(
         else:
             engine.create(model.table, bind(model.sql, variables, model.table), model.materialized)
             _built(engine, model, docs, result, started)
-        for table in release_after.get(index, []):
-            if table in pending:
-                finish(table)
+        for table in release_after.get(index, []):  # temp models: never a Python one
             engine.release(table)
     for table in list(pending):
         finish(table)
