@@ -92,7 +92,7 @@ def test_the_current_build_counts_the_lake_as_it_is(builds):
 def test_nothing_after_the_instant_counts(builds):
     _, past = builds
     assert past.execute(
-        "select count(*) from intermediate.int_task_completions where closed_at > ?", [PAST]
+        "select count(*) from marts.task_completions where closed_at > ?", [PAST]
     ).fetchall() == [(0,)]
     assert past.execute(
         "select count(*) from intermediate.int_task_status_changes where changed_at > ?", [PAST]

@@ -136,7 +136,7 @@ def test_model_files_follow_the_conventions():
     names = {m.table for m in models}
     assert {
         "marts.lin_velocity_weekly",
-        "intermediate.int_task_completions",
+        "intermediate.int_task_status_changes",
         "staging.stg_tasks",
     } <= names
     for m in models:

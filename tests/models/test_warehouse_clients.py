@@ -120,8 +120,8 @@ def test_the_1x_cli_reads_the_views_over_the_lake(warehouse):
         "SET search_path = 'marts,main'",
         str(path),
         "select count(*) from staging.stg_tasks; "
-        "select task_id, outcome from intermediate.int_task_completions; "
+        "select task_id, entry_no from intermediate.int_task_status_changes; "
         "select count(*) from lake_task_history",
     )
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["2", "TSK-26-000001,done", "1"]
+    assert r.stdout.split() == ["2", "TSK-26-000001,1", "1"]

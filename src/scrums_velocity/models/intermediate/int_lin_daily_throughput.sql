@@ -23,7 +23,7 @@ done as (
         service_line_id,
         cast(timezone(getvariable('tz'), closed_at) as date) as day,
         count(*) as completed
-    from intermediate.int_task_completions
+    from marts.task_completions
     where outcome = 'done' and service_line_id is not null
     group by service_line_id, day
 ),

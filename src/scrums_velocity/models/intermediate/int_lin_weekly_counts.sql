@@ -1,7 +1,7 @@
 -- Per service line and local week: tasks completed, cancelled and reopened (counted for the
 -- task's current LIN). Weeks with nothing are absent here; the marts zero-fill them.
 with completions as (
-    select * from intermediate.int_task_completions
+    select * from marts.task_completions
     where service_line_id is not null
 ),
 

@@ -12,9 +12,11 @@ with tasks as (
 
 changes as (
     select
-        task_id, workspace_id, service_line_id, entry_no, to_status,
-        changed_at, next_changed_at, changed_local, next_changed_local
-    from intermediate.int_task_status_changes
+        changes.task_id, tasks.workspace_id, tasks.service_line_id, changes.entry_no,
+        changes.to_status, changes.changed_at, changes.next_changed_at, changes.changed_local,
+        changes.next_changed_local
+    from intermediate.int_task_status_changes as changes
+    inner join tasks using (task_id)
 ),
 
 final as (

@@ -30,7 +30,7 @@ done_without_history as (
         null::varchar as item,
         count(*) filter (where closed_at_from_updated_at) as count,
         count(*) as total
-    from intermediate.int_task_completions
+    from marts.task_completions
     where outcome = 'done'
     group by workspace_id, service_line_id
     union all
@@ -42,7 +42,7 @@ done_without_history as (
         null::varchar as item,
         count(*) filter (where closed_at_from_updated_at) as count,
         count(*) as total
-    from intermediate.int_task_completions
+    from marts.task_completions
     where outcome = 'done'
 ),
 
@@ -81,16 +81,27 @@ unknown_statuses as (
     group by workspace_id, status
 ),
 
+changes_per_task as (
+    -- counted per task first: the workspace and service line are the task's (int_live_tasks)
+    select
+        task_id,
+        count(*) filter (where starts_with(changed_by, 'AGT-')) as by_agent,
+        count(*) as changes
+    from intermediate.int_task_status_changes
+    group by task_id
+),
+
 agent_share as (
     select
         'agent_share_of_status_changes' as check_name,
-        workspace_id,
-        service_line_id,
+        tasks.workspace_id,
+        tasks.service_line_id,
         null::varchar as item,
-        count(*) filter (where by_agent) as count,
-        count(*) as total
-    from intermediate.int_task_status_changes
-    group by workspace_id, service_line_id
+        sum(changes_per_task.by_agent)::bigint as count,
+        sum(changes_per_task.changes)::bigint as total
+    from changes_per_task
+    inner join intermediate.int_live_tasks as tasks using (task_id)
+    group by tasks.workspace_id, tasks.service_line_id
     union all
     -- the total row (null scope): a global aggregate, one row even over no input
     select
@@ -98,7 +109,7 @@ agent_share as (
         null::varchar as workspace_id,
         null::varchar as service_line_id,
         null::varchar as item,
-        count(*) filter (where by_agent) as count,
+        count(*) filter (where starts_with(changed_by, 'AGT-')) as count,
         count(*) as total
     from intermediate.int_task_status_changes
 ),

@@ -17,8 +17,10 @@ with tasks as (
             when regexp_matches(title, '^[A-Za-z0-9]+( [A-Za-z0-9]+)*\z') then lower(title)
             else trim(regexp_replace(lower(title), '[^\pL\pN]+', ' ', 'g'))
         end as normalised_title
-    from intermediate.int_live_tasks
-    where service_line_id is not null and title is not null
+    -- the live tasks (int_live_tasks' rows), read before the status changes are held: this
+    -- model then needs no temporary table and is built while the build holds nothing
+    from intermediate.int_tasks_as_of
+    where missing_since is null and service_line_id is not null and title is not null
 ),
 
 pairs as (

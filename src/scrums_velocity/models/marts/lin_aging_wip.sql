@@ -30,7 +30,7 @@ reference as (
         completions.service_line_id,
         quantile_cont(completions.cycle_time_hours, 0.85) as cycle_time_p85_hours,
         quantile_cont(completions.lead_time_hours, 0.85) as lead_time_p85_hours
-    from intermediate.int_task_completions as completions
+    from marts.task_completions as completions
     cross join bounds
     where completions.outcome = 'done'
         and completions.week_start < bounds.current_week

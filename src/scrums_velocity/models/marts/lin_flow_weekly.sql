@@ -31,7 +31,7 @@ closed as (
         quantile_cont(lead_time_hours, 0.5) as lead_time_p50_hours,
         quantile_cont(lead_time_hours, 0.85) as lead_time_p85_hours,
         quantile_cont(in_review_hours, 0.5) as in_review_p50_hours
-    from intermediate.int_task_completions
+    from marts.task_completions
     where outcome = 'done' and service_line_id is not null
     group by service_line_id, week_start
 ),

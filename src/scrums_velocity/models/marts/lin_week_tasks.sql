@@ -20,7 +20,7 @@ closures as (
         closed_by as changed_by,
         closed_by_agent as by_agent,
         null::varchar as other_service_line_id
-    from intermediate.int_task_completions
+    from marts.task_completions
     where service_line_id is not null
 ),
 

@@ -6,7 +6,7 @@ with tasks as (
 ),
 
 completions as (
-    select * from intermediate.int_task_completions
+    select * from marts.task_completions
     where project_id is not null
 ),
 
