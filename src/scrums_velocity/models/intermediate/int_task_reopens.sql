@@ -2,16 +2,13 @@
 -- (their current LIN), with the local week they fall in. A few percent of the status changes,
 -- kept apart so that the marts counting or listing reopens do not hold all of them.
 select
-    changes.task_id,
-    tasks.service_line_id,
-    changes.changed_at,
-    date_trunc('week', changes.changed_local)::date as week_start,
-    changes.from_status,
-    changes.to_status,
-    changes.changed_by,
-    coalesce(starts_with(changes.changed_by, 'AGT-'), false) as by_agent
-from intermediate.int_task_status_changes as changes
-inner join intermediate.int_live_tasks as tasks using (task_id)
-where changes.from_status = 'done'
-    and changes.to_status <> 'done'
-    and tasks.service_line_id is not null
+    task_id,
+    service_line_id,
+    changed_at,
+    date_trunc('week', changed_local)::date as week_start,
+    from_status,
+    to_status,
+    changed_by,
+    coalesce(starts_with(changed_by, 'AGT-'), false) as by_agent
+from intermediate.int_task_status_changes
+where from_status = 'done' and to_status <> 'done' and service_line_id is not null

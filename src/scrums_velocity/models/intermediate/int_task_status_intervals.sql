@@ -2,7 +2,7 @@
 -- creation to the first change, then each change's "to" status until the next change (valid_to
 -- is null while it lasts). The status at time t is the interval containing t: the "to" of the
 -- last change at or before t, else the initial status. valid_from_local and valid_to_local are the
--- same instants in local time (build_info.timezone).
+-- same instants in local time (build_info.timezone). The task's workspace is in int_live_tasks.
 with tasks as (
     select
         task_id, workspace_id, service_line_id, created_at, created_local,
@@ -12,11 +12,9 @@ with tasks as (
 
 changes as (
     select
-        changes.task_id, tasks.workspace_id, tasks.service_line_id, changes.entry_no,
-        changes.to_status, changes.changed_at, changes.next_changed_at, changes.changed_local,
-        changes.next_changed_local
-    from intermediate.int_task_status_changes as changes
-    inner join tasks using (task_id)
+        task_id, service_line_id, entry_no, to_status,
+        changed_at, next_changed_at, changed_local, next_changed_local
+    from intermediate.int_task_status_changes
 ),
 
 final as (
@@ -28,7 +26,6 @@ final as (
         first_changed_at as valid_to,
         created_local as valid_from_local,
         first_changed_local as valid_to_local,
-        workspace_id,
         service_line_id
     from tasks
     union all
@@ -40,7 +37,6 @@ final as (
         next_changed_at as valid_to,
         changed_local as valid_from_local,
         next_changed_local as valid_to_local,
-        workspace_id,
         service_line_id
     from changes
 )
