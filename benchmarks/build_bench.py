@@ -4,7 +4,8 @@ Generates lakes of 100,000 and 1,000,000 tasks (review rework raised so there ar
 entries per task). For each, in fresh child processes and in the same run: the essential query
 (weekly completions per service line: one DuckDB query joining tasks and their history, read
 from the lake's files as the build reads them) and `velocity build`, each with its wall time
-and peak RSS, their ratio, and the warehouse file's size. Targets (issue 12) at 1M tasks on 2
+and peak RSS, their ratio, the warehouse file's size, and the best build's slowest steps from its
+log (where the time goes). Targets (issue 12) at 1M tasks on 2
 cores: build <= 10x the essential query, peak RSS <= 1.5 GB, warehouse <= 150 MB.
 
     .venv/bin/python benchmarks/build_bench.py [--sizes 100000,1000000] [--keep DIR] [--runs 3]
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -86,24 +88,39 @@ print(len(rows), "LIN-weeks")
 """
 
 
-def run_child(cmd: list[str]) -> tuple[float, float, str]:
-    """Wall time, peak RSS (MiB) and first output line of a fresh process."""
-    t0 = time.perf_counter()
-
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - t0
+def run_child(cmd: list[str]) -> tuple[float, float, str, str]:
+    """Wall time, peak RSS (MiB), first output line and log (stderr) of a fresh process."""
+    with tempfile.TemporaryFile(mode="w+") as log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - t0
+        log.seek(0)
+        logged = log.read()
     if status != 0:
         raise SystemExit(f"{' '.join(cmd[:4])} failed (status {status})")
-    return elapsed, usage.ru_maxrss / 1024, (out.splitlines() or [""])[0]
+    return elapsed, usage.ru_maxrss / 1024, (out.splitlines() or [""])[0], logged
 
 
-def essential_in_child(data_dir: Path) -> tuple[float, float, str]:
+_STEP = re.compile(r"build\.(?:model model=(\S+)|(tests|warehouse)) .*?seconds=([0-9.]+)")
+
+
+def slowest(log: str, top: int = 6) -> str:
+    """The build log's slowest steps (models, data tests, the warehouse write), slowest first:
+    where the time goes, for whoever next works on the build."""
+    steps = [
+        (float(seconds), (model or step).split(".")[-1])
+        for model, step, seconds in _STEP.findall(log)
+    ]
+    return ", ".join(f"{name} {s:.2f}" for s, name in sorted(steps, reverse=True)[:top])
+
+
+def essential_in_child(data_dir: Path) -> tuple[float, float, str, str]:
     return run_child([sys.executable, "-c", ESSENTIAL, str(data_dir)])
 
 
-def build_in_child(data_dir: Path, *extra: str) -> tuple[float, float, str]:
+def build_in_child(data_dir: Path, *extra: str) -> tuple[float, float, str, str]:
     cmd = [sys.executable, "-m", "scrums_velocity", "build", "--data-dir", str(data_dir)]
     return run_child([*cmd, *extra])
 
@@ -130,7 +147,7 @@ def main() -> None:
         # each measured the same way: the best of --runs fresh processes (and the median)
         essentials = sorted(essential_in_child(data_dir) for _ in range(args.runs))
         builds = sorted(build_in_child(data_dir) for _ in range(args.runs))
-        essential, (wall, _, summary) = essentials[0], builds[0]
+        essential, (wall, _, summary, log) = essentials[0], builds[0]
         rss = max(b[1] for b in builds)
         median = args.runs // 2
         warehouse = (data_dir / "warehouse.duckdb").stat().st_size
@@ -149,11 +166,15 @@ def main() -> None:
             f"{builds[median][0] / essentials[median][0]:.1f}x median to median{target}"
         )
         print(f"          {summary[:160]}")
+        print(
+            f"          slowest steps of the best build (s; a Python model's span overlaps the"
+            f" models built meanwhile): {slowest(log)}"
+        )
         if args.engine == "spark":
             other = data_dir.parent / f"{data_dir.name}-spark"
             other.mkdir(exist_ok=True)
             lake = ["--lake", str((data_dir / "lake").absolute())]
-            s_wall, s_rss, _ = build_in_child(other, "--engine", "spark", *lake)
+            s_wall, s_rss, _, _ = build_in_child(other, "--engine", "spark", *lake)
             same = compare_marts(data_dir / "warehouse.duckdb", other / "warehouse.duckdb")
             differ = [r.mart for r in same if not r.equal and "only in" not in r.note]
             print(
