@@ -56,7 +56,14 @@ closed as (
     left join per_task on per_task.task_id = tasks.task_id
 ),
 
-final_closed as (
+dated as (
+    -- updated_at when the history has no transition into the outcome
+    select *, coalesce(last_closed_at, updated_at) as closed_at
+    from closed
+),
+
+final as (
+    -- in the mart's column order
     select
         task_id,
         workspace_id,
@@ -64,41 +71,19 @@ final_closed as (
         project_id,
         outcome,
         created_at,
-        coalesce(last_closed_at, updated_at) as closed_at,
+        first_in_progress_at,
+        closed_at,
+        date_trunc('week', timezone(getvariable('tz'), closed_at))::date as week_start,
         last_closed_at is null as closed_at_from_updated_at,
         closed_by,
         coalesce(starts_with(closed_by, 'AGT-'), false) as closed_by_agent,
-        first_in_progress_at,
-        in_review_hours
-    from closed
-),
-
-final as (
-    select
-        *,
-        date_trunc('week', timezone(getvariable('tz'), closed_at))::date as week_start,
         case
             when first_in_progress_at <= closed_at
                 then (epoch(closed_at) - epoch(first_in_progress_at)) / 3600.0
         end as cycle_time_hours,
-        (epoch(closed_at) - epoch(created_at)) / 3600.0 as lead_time_hours
-    from final_closed
+        (epoch(closed_at) - epoch(created_at)) / 3600.0 as lead_time_hours,
+        in_review_hours
+    from dated
 )
 
-select
-    task_id,
-    workspace_id,
-    service_line_id,
-    project_id,
-    outcome,
-    created_at,
-    first_in_progress_at,
-    closed_at,
-    week_start,
-    closed_at_from_updated_at,
-    closed_by,
-    closed_by_agent,
-    cycle_time_hours,
-    lead_time_hours,
-    in_review_hours
-from final
+select * from final
