@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -171,6 +173,49 @@ def test_a_python_model_runs_while_the_models_that_do_not_read_it_are_built(tmp_
     con = _build(root, tmp_path)
     assert con.execute("select tasks from marts.total").fetchall() == [(3,)]
     assert con.execute("select tasks from marts.other").fetchall() == [(3,)]
+
+
+def test_a_failed_build_stops_its_background_python_model(tmp_path, monkeypatch):
+    """A build that fails while a Python model computes in the background leaves no thread
+    behind: the model stops before its next partition (here the first of two is held until the
+    engine closes), and the error is the failing model's."""
+    from scrums_velocity.models import duckdb_engine
+
+    calls, closing = tmp_path / "calls", tmp_path / "closing"
+    held = PER_LINE.replace(
+        "def model(inputs, context):",
+        "def model(inputs, context):\n"
+        "    import time\n"
+        "    from pathlib import Path\n"
+        f"    with Path({str(calls)!r}).open('a') as f:\n"
+        "        f.write('call\\n')\n"
+        "    deadline = time.monotonic() + 20\n"
+        f"    while not Path({str(closing)!r}).exists() and time.monotonic() < deadline:\n"
+        "        time.sleep(0.01)\n",
+    )
+    root = _models_dir(tmp_path, held, '[per_line]\nmaterialized = "table"\n')
+    (root / "marts" / "broken.sql").write_text("select no_such_column from staging.stg_tasks\n")
+    with (root / "marts" / "_schema.toml").open("a") as toml:
+        toml.write('[broken]\nmaterialized = "table"\n')
+    create, close = duckdb_engine.DuckDBEngine.create, duckdb_engine.DuckDBEngine.close
+
+    def once_started(self, table, *args):  # the failing model fails while the first runs
+        deadline = time.monotonic() + 20
+        while table == "marts.broken" and not calls.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return create(self, table, *args)
+
+    def releasing(self):
+        self._stop.set()  # as close() does first; then the held partition may return
+        closing.touch()
+        return close(self)
+
+    monkeypatch.setattr(duckdb_engine.DuckDBEngine, "create", once_started)
+    monkeypatch.setattr(duckdb_engine.DuckDBEngine, "close", releasing)
+    with pytest.raises(BuildError, match=r"model marts\.broken failed"):
+        _build(root, tmp_path)
+    assert not [t for t in threading.enumerate() if t.name == "velocity-marts.per_line"]
+    assert calls.read_text() == "call\n"  # two service lines: the second never started
 
 
 def test_a_model_naming_a_python_model_in_capitals_waits_for_its_rows(tmp_path):

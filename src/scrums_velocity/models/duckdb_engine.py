@@ -114,6 +114,9 @@ class DuckDBEngine:
             raise BuildError(f"cannot start DuckDB for the build: {first_line(exc)}") from None
         self.con.execute("SET enable_progress_bar = false")  # the build logs its own progress
         self._arrow: dict[str, object] = {}  # keeps registered Arrow objects alive
+        # Python models running in the background; close() stops them between partitions
+        self._jobs: list[_Background[pa.Table]] = []
+        self._stop = threading.Event()
         for schema in ("staging", "intermediate", "marts"):
             self.con.execute(f"CREATE SCHEMA {schema}")
         if store is not None:
@@ -208,8 +211,10 @@ class DuckDBEngine:
         whose DuckDB threads need no GIL."""
         frames = {name: self.to_arrow(name) for name in inputs}
         job = _Background(
-            lambda: _python_rows(frames, partition_by, function, schema), f"velocity-{table}"
+            lambda: _python_rows(frames, partition_by, function, schema, self._stop),
+            f"velocity-{table}",
         )
+        self._jobs.append(job)
 
         def finish() -> None:
             while not job.done.wait(0.05):  # waiting in Python: Ctrl-C is seen at once
@@ -259,8 +264,19 @@ class DuckDBEngine:
         self._run(table, f"DROP TABLE IF EXISTS {_name(table)}")
 
     def close(self) -> None:
+        """Close the connection, after stopping the Python models still running: a build that
+        failed meanwhile leaves no thread computing rows nobody will read (each stops before
+        its next partition; the wait sees Ctrl-C)."""
+        self._stop.set()
+        for job in self._jobs:
+            while not job.done.wait(0.05):
+                pass
         self.con.close()
         self._arrow.clear()
+
+
+class _Stopped(Exception):
+    """A background Python model stopped by DuckDBEngine.close (its build failed)."""
 
 
 def _python_rows(
@@ -268,9 +284,11 @@ def _python_rows(
     partition_by: str | None,
     function: PartitionFunction,
     schema: pa.Schema,
+    stop: threading.Event,
 ) -> pa.Table:
     """A Python model's rows: ``function`` once over whole ``frames``, or once per value of
-    ``partition_by`` over each input's rows of that value; cast to ``schema``."""
+    ``partition_by`` over each input's rows of that value; cast to ``schema``. Once ``stop`` is
+    set, no further partition starts."""
     if partition_by is None:
         parts = [function(frames)]
     else:
@@ -282,17 +300,20 @@ def _python_rows(
             name: pl.DataFrame(frame).partition_by(partition_by, as_dict=True)
             for name, frame in frames.items()
         }
-        parts = [
-            function(
-                {
-                    name: split[name][(key,)].to_arrow()
-                    if (key,) in split[name]
-                    else empty(frame.schema)
-                    for name, frame in frames.items()
-                }
+        parts = []
+        for key in keys:
+            if stop.is_set():
+                raise _Stopped
+            parts.append(
+                function(
+                    {
+                        name: split[name][(key,)].to_arrow()
+                        if (key,) in split[name]
+                        else empty(frame.schema)
+                        for name, frame in frames.items()
+                    }
+                )
             )
-            for key in keys
-        ]
     if not parts:
         return empty(schema)
     return pa.concat_tables([p.select(schema.names).cast(schema) for p in parts])
