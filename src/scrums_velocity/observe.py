@@ -84,8 +84,13 @@ class _RateColumn(ProgressColumn):
 class Reporter:
     """Progress of a long stage. ``update`` is cheap; output is throttled."""
 
-    def __init__(self, stage: str, *, tty: bool | None = None, every: float = 5.0) -> None:
+    def __init__(
+        self, stage: str, *, tty: bool | None = None, every: float = 5.0, rate: bool = True
+    ) -> None:
+        """``rate``: show items per second and the time left (not for steps of uneven cost,
+        such as a build's models)."""
         self.stage = stage
+        self.rate = rate
         self.tty = sys.stderr.isatty() if tty is None else tty
         self.every = every
         self._last = 0.0
@@ -95,12 +100,12 @@ class Reporter:
 
     def __enter__(self) -> Reporter:
         if self.tty:
+            pace = (_RateColumn(), TimeRemainingColumn()) if self.rate else ()
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                _RateColumn(),
-                TimeRemainingColumn(),
+                *pace,
                 TextColumn("{task.fields[note]}"),
                 TimeElapsedColumn(),
                 console=Console(stderr=True),

@@ -218,6 +218,34 @@ def test_a_failed_build_stops_its_background_python_model(tmp_path, monkeypatch)
     assert calls.read_text() == "call\n"  # two service lines: the second never started
 
 
+def test_the_build_shows_which_model_it_builds(tmp_path, monkeypatch):
+    """On a TTY the build's progress bar names the model being built, counts the models done
+    and ends on the data tests (off a TTY the build.model lines are the progress)."""
+    from scrums_velocity import observe
+
+    shown = []
+    monkeypatch.setattr(
+        observe.Reporter,
+        "bar",
+        lambda self, key, text, done, total, note: shown.append((done, total, note)),
+    )
+    data_dir = one_done_task().write(tmp_path)
+    build(BuildSettings(data_dir=data_dir))
+    models = [m.table for m in discover()]
+    n = len(models)
+    # every model named as it starts, in order (a background Python model named again when it
+    # is waited for), then the data tests with every model built
+    notes = [note for _, _, note in shown]
+    assert list(dict.fromkeys(notes[:-1])) == models
+    repeated = [note for i, note in enumerate(notes[:-1]) if note in notes[:i]]
+    assert set(repeated) <= {m.table for m in discover() if m.is_python}
+    assert shown[0] == (0, n, models[0])
+    assert shown[-1] == (n, n, "data tests")
+    done = [d for d, _, _ in shown]
+    assert done == sorted(done)
+    assert {total for _, total, _ in shown} == {n}
+
+
 def test_a_model_naming_a_python_model_in_capitals_waits_for_its_rows(tmp_path):
     """A model that names a background Python model in capitals and quoted depends on it like
     any other reader, and finds all its rows stored; what comments and strings say of other

@@ -58,7 +58,7 @@ from scrums_velocity.models.engine import (
     Materialized,
     bind,
 )
-from scrums_velocity.observe import event
+from scrums_velocity.observe import Reporter, event
 
 MODELS_DIR = Path(__file__).parent
 LAYERS = ("staging", "intermediate", "marts")
@@ -675,17 +675,48 @@ def run_models(
     for model in models:
         if model.materialized == "temp":
             release_after.setdefault(last_use[model.table], []).append(model.table)
+    # a bar on a TTY (the model being built as its note); the build.model lines otherwise
+    with Reporter("build", rate=False) as progress:
+        _build_each(engine, models, variables, context, result, docs, release_after, progress)
+        built = {m.table for m in models}
+        for table, entry in docs.items():
+            if table not in built:
+                _check_documented(engine, table, entry)
+        progress.bar("models", "Building models", len(models), len(models), "data tests")
+        started = time.monotonic()
+        result.tests = _run_data_tests(engine, tests)
+        event("build.tests", tests=result.tests, seconds=round(time.monotonic() - started, 3))
+
+
+def _build_each(
+    engine: Engine,
+    models: list[Model],
+    variables: dict[str, object],
+    context: ModelContext,
+    result: BuildResult,
+    docs: dict[str, dict[str, Any]],
+    release_after: dict[int, list[str]],
+    progress: Reporter,
+) -> None:
     by_table = {m.table: m for m in models}
     # Python models started and not yet finished: their function runs while the models that
     # do not read them are built (see Engine.start_python)
     pending: dict[str, tuple[Model, Callable[[], None], float]] = {}
 
+    finished: list[str] = []
+
+    def show(note: str) -> None:  # the models built, of all; the one being built
+        progress.bar("models", "Building models", len(finished), len(models), note)
+
     def finish(table: str) -> None:
         model, done, started = pending.pop(table)
+        show(table)
         _python_failure(model, done)
         _built(engine, model, docs, result, started)
+        finished.append(table)
 
     for index, model in enumerate(models):
+        show(model.table)
         for table in _through_views(model.refs(), by_table) & pending.keys():
             finish(table)
         started = time.monotonic()
@@ -707,18 +738,12 @@ def run_models(
         else:
             engine.create(model.table, bind(model.sql, variables, model.table), model.materialized)
             _built(engine, model, docs, result, started)
+            finished.append(model.table)
         for table in release_after.get(index, []):  # temp models: never a Python one
             engine.release(table)
     for table in list(pending):
         finish(table)
     result.rows = {m.table: result.rows[m.table] for m in models if m.table in result.rows}
-    built = {m.table for m in models}
-    for table, entry in docs.items():
-        if table not in built:
-            _check_documented(engine, table, entry)
-    started = time.monotonic()
-    result.tests = _run_data_tests(engine, tests)
-    event("build.tests", tests=result.tests, seconds=round(time.monotonic() - started, 3))
 
 
 def build_into(
