@@ -61,8 +61,36 @@ def _fmt(value: Any) -> str:
     return json.dumps(text) if (" " in text or not text) else text
 
 
+# The console of the progress bar on screen, if any (Reporter): log lines go above the bar
+_live: Console | None = None
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Log lines to stderr; while a progress bar is shown, through its console, above the bar
+    and unwrapped (written straight to stderr, a line would land inside the bar's line and
+    garble both; printed through rich's stderr proxy, it would be wrapped at the terminal's
+    width, which breaks --log-json lines)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr  # as it is now: pytest and callers may swap it
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler.__init__ sets it: always stderr
+        pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if _live is None:
+            super().emit(record)
+            return
+        try:
+            _live.print(Text(self.format(record)), soft_wrap=True, highlight=False)
+        except Exception:
+            self.handleError(record)
+
+
 def setup_logging(as_json: bool = False, level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(_KeyValueFormatter(as_json))
     root = logging.getLogger("scrums_velocity")
     root.handlers[:] = [handler]
@@ -99,8 +127,10 @@ class Reporter:
         self.values: dict[str, Any] = {}
 
     def __enter__(self) -> Reporter:
+        global _live
         if self.tty:
             pace = (_RateColumn(), TimeRemainingColumn()) if self.rate else ()
+            console = Console(stderr=True)
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
@@ -108,14 +138,17 @@ class Reporter:
                 *pace,
                 TextColumn("{task.fields[note]}"),
                 TimeElapsedColumn(),
-                console=Console(stderr=True),
+                console=console,
                 transient=False,
             )
             self._progress.start()
+            _live = console
         return self
 
     def __exit__(self, *exc: object) -> None:
+        global _live
         if self._progress is not None:
+            _live = None
             self._progress.stop()
         elif self.values:
             event(f"{self.stage}.progress", **self.values)

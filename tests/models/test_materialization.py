@@ -218,6 +218,37 @@ def test_a_failed_build_stops_its_background_python_model(tmp_path, monkeypatch)
     assert calls.read_text() == "call\n"  # two service lines: the second never started
 
 
+def test_a_failed_build_does_not_wait_for_a_python_model_it_cannot_stop(tmp_path, monkeypatch):
+    """A Python model without partitions cannot be stopped: a failing build waits for it only a
+    moment (STOP_WAIT_S) and reports its own error; the model finishes in its daemon thread."""
+    from scrums_velocity.models import duckdb_engine
+
+    release = tmp_path / "release"
+    blocked = PER_LINE.replace('PARTITION_BY = "service_line_id"\n', "").replace(
+        "def model(inputs, context):",
+        "def model(inputs, context):\n"
+        "    import time\n"
+        "    from pathlib import Path\n"
+        "    deadline = time.monotonic() + 20\n"
+        f"    while not Path({str(release)!r}).exists() and time.monotonic() < deadline:\n"
+        "        time.sleep(0.01)\n"
+        "    return pl.DataFrame({'service_line_id': ['x'], 'tasks': [0], 'seed': [0]})\n",
+    )
+    assert "PARTITION_BY" not in blocked
+    root = _models_dir(tmp_path, blocked, '[per_line]\nmaterialized = "table"\n')
+    (root / "marts" / "broken.sql").write_text("select no_such_column from staging.stg_tasks\n")
+    with (root / "marts" / "_schema.toml").open("a") as toml:
+        toml.write('[broken]\nmaterialized = "table"\n')
+    monkeypatch.setattr(duckdb_engine, "STOP_WAIT_S", 0.2)
+    with pytest.raises(BuildError, match=r"model marts\.broken failed"):
+        _build(root, tmp_path)
+    left = [t for t in threading.enumerate() if t.name == "velocity-marts.per_line"]
+    assert left  # still blocked: the build did not wait for it
+    release.touch()
+    left[0].join(20)
+    assert not left[0].is_alive()
+
+
 def test_the_build_shows_which_model_it_builds(tmp_path, monkeypatch):
     """On a TTY the build's progress bar names the model being built, counts the models done
     and ends on the data tests (off a TTY the build.model lines are the progress)."""

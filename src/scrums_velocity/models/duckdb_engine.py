@@ -93,6 +93,10 @@ class _Background(Generic[T]):
         return self._outcome["value"]
 
 
+# How long closing the engine waits for background Python models to stop (see close)
+STOP_WAIT_S = 2.0
+
+
 class DuckDBEngine:
     name = "duckdb"
 
@@ -265,14 +269,18 @@ class DuckDBEngine:
 
     def close(self) -> None:
         """Close the connection, after stopping the Python models still running: a build that
-        failed meanwhile leaves no thread computing rows nobody will read (each stops before
-        its next partition; the wait sees Ctrl-C)."""
+        failed meanwhile leaves no thread computing rows nobody will read. Each stops before
+        its next partition; the wait is bounded (STOP_WAIT_S in all: a model without partitions
+        cannot be stopped, and is left to finish in its daemon thread) and Ctrl-C ends it."""
         self._stop.set()
-        for job in self._jobs:
-            while not job.done.wait(0.05):
-                pass
-        self.con.close()
-        self._arrow.clear()
+        deadline = time.monotonic() + STOP_WAIT_S
+        try:
+            for job in self._jobs:
+                while not job.done.wait(0.05) and time.monotonic() < deadline:
+                    pass
+        finally:
+            self.con.close()
+            self._arrow.clear()
 
 
 class _Stopped(Exception):

@@ -716,9 +716,9 @@ def _build_each(
         finished.append(table)
 
     for index, model in enumerate(models):
-        show(model.table)
         for table in _through_views(model.refs(), by_table) & pending.keys():
             finish(table)
+        show(model.table)
         started = time.monotonic()
         if model.is_python:
             assert model.output is not None
