@@ -434,6 +434,33 @@ def test_a_temp_model_read_only_by_data_tests_lives_until_they_ran(tmp_path):
     assert con.execute("select count(*) from marts.m").fetchone() == (3,)
 
 
+def test_closing_the_engine_stops_a_query_still_running_on_it(tmp_path):
+    """A Ctrl-C that lands before the runner began waiting for a query leaves it running on the
+    connection; closing the engine interrupts it instead of failing on a busy connection (a
+    traceback the review once saw)."""
+    from scrums_velocity.models.duckdb_engine import DuckDBEngine
+
+    engine = DuckDBEngine(threads=1, memory_limit="256MB", scratch=tmp_path / "scratch")
+    outcome, starting = [], threading.Event()
+
+    def endless():
+        starting.set()
+        try:
+            engine.con.execute(
+                "select sum(hash(a.range, b.range)) from range(100000000) a, range(100000) b"
+            ).fetchall()
+        except duckdb.Error as exc:
+            outcome.append(type(exc).__name__)
+
+    query = threading.Thread(target=endless, daemon=True)
+    query.start()
+    starting.wait(20)
+    time.sleep(0.3)  # the query is running
+    engine.close()
+    query.join(20)
+    assert outcome == ["InterruptException"]
+
+
 def test_ctrl_c_stops_a_model_mid_query_and_leaves_no_busy_connection(tmp_path):
     """Ctrl-C ends a build within a moment, not at the end of the model's query (DuckDB alone
     could miss the signal under load), and the engine still closes and cleans up."""

@@ -53,8 +53,8 @@ def stoppable(con: duckdb.DuckDBPyConnection, work: Callable[[], T], timeout_s: 
     the signal, and ``con.interrupt()`` stops the query within a moment. The wait returns as soon
     as ``work`` does (an event, checked every 50 ms for the signal and the time limit); past
     ``timeout_s`` it raises TimeoutError."""
-    job = _Background(work, "velocity-query")
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    job = _Background(work, "velocity-query")
     try:
         while not job.done.wait(0.05):
             if deadline is not None and time.monotonic() > deadline:
@@ -279,8 +279,20 @@ class DuckDBEngine:
                 while not job.done.wait(0.05) and time.monotonic() < deadline:
                     pass
         finally:
-            self.con.close()
-            self._arrow.clear()
+            self._close_connection()
+
+    def _close_connection(self) -> None:
+        """Close the connection; a query still running on it (a Ctrl-C that came before
+        ``stoppable`` began waiting for it) is interrupted first: DuckDB refuses to close a busy
+        connection, and that refusal would replace the interrupt with a traceback."""
+        for _ in range(100):
+            try:
+                self.con.close()
+                break
+            except duckdb.ResourceInUseException:
+                self.con.interrupt()
+                time.sleep(0.05)
+        self._arrow.clear()
 
 
 class _Stopped(Exception):
