@@ -220,7 +220,7 @@ def _per_line(inputs: dict[str, pa.Table]) -> pa.Table:
     )
 
 
-def test_create_python_per_partition_one_and_two_inputs(engine):
+def test_start_python_per_partition_one_and_two_inputs(engine):
     engine.register_table(
         "t", pa.table({"lin": ["A", "A", "B", "C"], "task": ["1", "2", "3", "4"]})
     )
@@ -238,7 +238,7 @@ def test_create_python_per_partition_one_and_two_inputs(engine):
     )
     extra = {"at": datetime(2026, 1, 5, 9, 0, tzinfo=UTC), "day": date(2026, 1, 5)}
 
-    engine.create_python("marts.one", ["intermediate.tasks"], "lin", _per_line, schema, "table")
+    engine.start_python("marts.one", ["intermediate.tasks"], "lin", _per_line, schema, "table")
     got = sorted(engine.to_arrow("marts.one").to_pylist(), key=lambda r: r["lin"])
     assert got == [
         {"lin": "A", "tasks": 2, "done": -1, **extra},
@@ -247,7 +247,7 @@ def test_create_python_per_partition_one_and_two_inputs(engine):
     ]
     assert engine.to_arrow("marts.one").schema.field("done").type == pa.int32()
 
-    engine.create_python(
+    engine.start_python(
         "marts.two", ["intermediate.tasks", "intermediate.done"], "lin", _per_line, schema, "temp"
     )
     got = sorted(engine.to_arrow("marts.two").to_pylist(), key=lambda r: r["lin"])
@@ -258,7 +258,7 @@ def test_create_python_per_partition_one_and_two_inputs(engine):
     ]
 
     with pytest.raises(BuildError, match="one or two inputs"):
-        engine.create_python(
+        engine.start_python(
             "marts.three", ["intermediate.tasks"] * 3, "lin", _per_line, schema, "table"
         )
 
@@ -274,12 +274,12 @@ def test_a_python_model_failing_in_a_worker_is_a_build_error_saying_why(engine):
         BuildError,
         match=r"^model marts\.f failed on Spark: in the Python worker: ValueError: no throughput for A$",
     ):
-        engine.create_python(
+        engine.start_python(
             "marts.f", ["intermediate.t"], "lin", _fails, pa.schema([("lin", pa.string())]), "table"
         )
 
 
-def test_create_python_unpartitioned_is_called_once(engine):
+def test_start_python_unpartitioned_is_called_once(engine):
     engine.register_table("t", pa.table({"lin": ["A", "B"], "x": [1, 2]}))
     engine.create("intermediate.lines", "select * from t", "view")
     calls = []
@@ -289,7 +289,7 @@ def test_create_python_unpartitioned_is_called_once(engine):
         return pa.table({"total": [sum(inputs["intermediate.lines"].column("x").to_pylist())]})
 
     schema = pa.schema([("total", pa.float64())])
-    engine.create_python("marts.total", ["intermediate.lines"], None, total, schema, "table")
+    engine.start_python("marts.total", ["intermediate.lines"], None, total, schema, "table")
     assert engine.to_arrow("marts.total").to_pylist() == [{"total": 3.0}]
     assert calls == [1]
 
@@ -298,7 +298,7 @@ def test_a_python_model_returning_the_wrong_columns_fails_naming_it(engine):
     engine.register_table("t", pa.table({"x": [1]}))
     engine.create("intermediate.x", "select * from t", "view")
     with pytest.raises(BuildError, match=r"model marts\.wrong returned no column y"):
-        engine.create_python(
+        engine.start_python(
             "marts.wrong",
             ["intermediate.x"],
             None,
@@ -717,7 +717,7 @@ def _python_model_on_both(engine, table, duck, tz) -> tuple[pa.Table, pa.Table]:
             _call(module.model, context, part).select(module.SCHEMA.names).cast(module.SCHEMA)
         )
     expected = pa.concat_tables(parts) if parts else module.SCHEMA.empty_table()
-    engine.create_python(
+    engine.start_python(
         table,
         list(module.INPUTS),
         key,

@@ -850,7 +850,7 @@ class SparkEngine:
         except Exception as exc:
             raise BuildError(f"model {table} failed on Spark: {_first_line(exc)}") from None
 
-    def create_python(
+    def start_python(
         self,
         table: str,
         inputs: Sequence[str],
@@ -858,7 +858,9 @@ class SparkEngine:
         function: PartitionFunction,
         schema: pa.Schema,
         materialized: Materialized,
-    ) -> None:
+    ) -> Callable[[], None]:
+        """Spark builds the model at once (its jobs already use every core): the returned
+        callable has nothing left to do."""
         try:
             frames = [self.spark.table(view_name(name)) for name in inputs]
             if partition_by is None:
@@ -872,18 +874,6 @@ class SparkEngine:
             raise
         except Exception as exc:
             raise BuildError(f"model {table} failed on Spark: {_first_line(exc)}") from None
-
-    def start_python(
-        self,
-        table: str,
-        inputs: Sequence[str],
-        partition_by: str | None,
-        function: PartitionFunction,
-        schema: pa.Schema,
-        materialized: Materialized,
-    ) -> Callable[[], None]:
-        """Spark runs the model at once (its jobs already use every core)."""
-        self.create_python(table, inputs, partition_by, function, schema, materialized)
         return lambda: None
 
     def _partitioned(
