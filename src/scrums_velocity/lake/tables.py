@@ -105,12 +105,11 @@ def storage_errors(what: str, fix: str = "") -> Iterator[None]:
 
     try:
         yield
-    except (DeltaError, OSError, pa.ArrowException, pl.exceptions.PolarsError) as exc:
-        raise LakeError(f"{what}: {storage_message(exc)}{'; ' + fix if fix else ''}") from None
     except BaseException as exc:
         # a panic in deltalake's Rust code reaches Python as pyo3's PanicException, which is no
         # Exception (a data dir with "[" in its path: "Invalid object store url")
-        if type(exc).__name__ != "PanicException":
+        storage = (DeltaError, OSError, pa.ArrowException, pl.exceptions.PolarsError)
+        if not isinstance(exc, storage) and type(exc).__name__ != "PanicException":
             raise
         raise LakeError(f"{what}: {storage_message(exc)}{'; ' + fix if fix else ''}") from None
 

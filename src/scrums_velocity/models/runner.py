@@ -702,8 +702,7 @@ def _build_each(
     # Python models started and not yet finished: their function runs while the models that
     # do not read them are built (see Engine.start_python)
     pending: dict[str, tuple[Model, Callable[[], None], float]] = {}
-
-    finished: list[str] = []
+    finished: list[str] = []  # the models built so far, for the progress bar
 
     def show(note: str) -> None:  # the models built, of all; the one being built
         progress.bar("models", "Building models", len(finished), len(models), note)
